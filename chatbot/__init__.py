@@ -1,0 +1,1 @@
+"""Polaris (북극성): rehearse a big decision against critic personas."""

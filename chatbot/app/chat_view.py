@@ -1,0 +1,148 @@
+"""The debate page: start a session (goal card + critics), then chat with streaming replies."""
+
+import streamlit as st
+
+from chatbot.app import context
+from chatbot.engine import ChatEngine
+from chatbot.models import ChatMessage
+from chatbot.prompting import GoalCard
+from serving.errors import PolarisError
+
+MAX_CRITICS = 4
+
+
+def render_new_session(engine: ChatEngine) -> None:
+    st.header("새 토론 시작")
+    st.caption("당신의 북극성(목표)을 적고, 설득할 비평가를 고르세요.")
+    personas = engine.personas
+    with st.form("new_session_form"):
+        title = st.text_input("북극성 · 이루고 싶은 목표", placeholder="예: 회사를 그만두고 창업하기")
+        description = st.text_area("왜 이 목표인가요?", height=80)
+        constraints = st.text_area("제약 (돈, 시간, 가족…)", height=68)
+        evidence = st.text_area("근거 (숫자, 경험, 이미 한 일)", height=68)
+        chosen = st.multiselect(
+            "비평가 (최대 4명)", list(personas), default=[next(iter(personas))],
+            format_func=lambda pid: f"{context.avatar(pid)} {personas[pid].name}",
+            max_selections=MAX_CRITICS, key="new_personas",
+        )
+        submitted = st.form_submit_button("토론 시작", type="primary")
+    if not submitted:
+        return
+    if not chosen:
+        st.error("비평가를 한 명 이상 고르세요.")
+        return
+    state = st.session_state
+    try:
+        chat = engine.start_session(
+            chosen, backend=state.get("backend"), model=state.get("model") or None,
+            strategy=state.get("strategy"),
+            goal=GoalCard(title, description, constraints, evidence) if title.strip() else None,
+        )
+    except (PolarisError, ValueError) as exc:
+        st.error(f"대화를 시작할 수 없습니다: {exc}")
+        return
+    state.session_id = chat.id
+    st.rerun()
+
+
+def render_session(engine: ChatEngine, session_id: int) -> None:
+    chat = engine.store.get_session(session_id)
+    personas = engine.personas
+    st.header(chat.title)
+    names = ", ".join(f"{context.avatar(p)} {personas[p].name}" for p in chat.personas
+                      if p in personas)
+    st.caption(f"{names} · {chat.backend} / {chat.model} · {chat.strategy}")
+    _goal_card(engine, chat.goal_id, session_id)
+    messages = engine.store.messages(session_id)
+    if not messages:
+        for pid in chat.personas:
+            if pid in personas:
+                with st.chat_message("assistant", avatar=context.avatar(pid)):
+                    st.markdown(f"**{personas[pid].name}**")
+                    st.text(personas[pid].greeting)
+    for message in messages:
+        _show(message, personas)
+
+    state = st.session_state
+    if failure := state.pop("reply_failure", None):  # set before the rerun that redrew the page
+        st.error(failure)
+    if state.pop("stop_requested", False) or st.session_state.get("stop_button"):
+        st.info("답변을 중지했습니다. 중단된 답변은 저장되어 있습니다.")
+    text = st.chat_input("비평가에게 할 말을 입력하세요")
+    if text:
+        try:
+            user = engine.send(session_id, text)
+        except (PolarisError, ValueError) as exc:
+            st.error(f"{exc}")
+            return
+        _show(user, personas)
+        _stream_replies(engine, session_id, chat.personas)
+        st.rerun()
+    elif messages:
+        if st.button("↻ 다시 생성", key="regenerate"):
+            _stream_replies(engine, session_id, chat.personas, regenerate=True)
+            st.rerun()
+
+
+def _stream_replies(engine: ChatEngine, session_id: int, persona_ids: list[str],
+                    regenerate: bool = False) -> None:
+    """Each critic answers in turn; a stop button interrupts the one speaking."""
+    stop = st.empty()
+    stop.button("⏹ 중지", key="stop_button")
+    for i, pid in enumerate(persona_ids):
+        persona = engine.persona(pid)
+        with st.chat_message("assistant", avatar=context.avatar(pid)):
+            st.markdown(f"**{persona.name}**")
+            try:
+                stream = (engine.regenerate(session_id, pid) if regenerate and i == 0
+                          else engine.reply(session_id, pid))
+                st.write_stream(stream)
+            except (PolarisError, ValueError) as exc:
+                failure = f"{persona.name}의 답변을 받지 못했습니다: {exc}"
+                st.error(failure)
+                st.session_state.reply_failure = failure  # survives the st.rerun() that follows
+                break
+    stop.empty()
+
+
+def _show(message: ChatMessage, personas: dict) -> None:
+    if message.role == "user":
+        with st.chat_message("user", avatar="🧭"):
+            st.text(message.content)
+        return
+    persona = personas.get(message.persona or "")
+    with st.chat_message("assistant", avatar=context.avatar(message.persona)):
+        st.markdown(f"**{persona.name if persona else message.persona}**")
+        if message.content:
+            st.markdown(message.content)
+        if message.status == "interrupted":
+            st.caption("⚠️ 중단된 답변")
+        elif message.status == "error":
+            st.error(f"답변 실패: {message.error}")
+        if message.tokens:
+            ttft = f"{message.ttft_s:.2f}s" if message.ttft_s else "-"
+            rate = f"{message.tok_per_s:.1f} tok/s" if message.tok_per_s else "-"
+            st.caption(f"{message.tokens} tokens · 첫 토큰 {ttft} · {rate}")
+
+
+def _goal_card(engine: ChatEngine, goal_id: int | None, session_id: int) -> None:
+    goal = engine.store.get_goal(goal_id) if goal_id else None
+    with st.expander(f"🧭 북극성: {goal.title}" if goal else "🧭 북극성 (아직 없음)"):
+        with st.form(f"goal_form_{session_id}"):
+            title = st.text_input("목표", value=goal.title if goal else "")
+            description = st.text_area("설명", value=goal.description if goal else "")
+            constraints = st.text_area("제약", value=goal.constraints if goal else "")
+            evidence = st.text_area("근거", value=goal.evidence if goal else "")
+            if not st.form_submit_button("북극성 저장"):
+                return
+        try:
+            if goal:
+                engine.store.update_goal(goal.id, title=title, description=description,
+                                         constraints=constraints, evidence=evidence)
+            else:
+                new = engine.store.create_goal(title, description, constraints, evidence)
+                engine.store.update_session(session_id, goal_id=new.id)
+        except ValueError as exc:
+            st.error(f"{exc}")
+            return
+        st.rerun()

@@ -1,0 +1,85 @@
+"""Sidebar: sessions (new, resume, rename, delete) and the model picker with health."""
+
+import streamlit as st
+
+from chatbot.app import context
+from chatbot.engine import ChatEngine
+from serving.settings import STRATEGIES
+
+
+def render(engine: ChatEngine) -> int | None:
+    """Draw the sidebar; returns the selected session id (None: start a new one)."""
+    state = st.session_state
+    with st.sidebar:
+        st.title("⭐ Polaris 북극성")
+        if st.button("＋ 새 대화", use_container_width=True, key="new_session"):
+            state.session_id = None
+        sessions = engine.store.list_sessions()
+        ids = [s.id for s in sessions]
+        if state.get("session_id") not in ids:
+            state.session_id = None
+        if sessions:
+            titles = {s.id: f"{s.title} · {s.messages}" for s in sessions}
+            picked = st.radio(
+                "대화 목록", ids, index=ids.index(state.session_id) if state.session_id else None,
+                format_func=lambda i: titles[i], key=f"pick_{state.session_id}",
+            )
+            if picked is not None and picked != state.session_id:
+                state.session_id = picked
+                st.rerun()
+        else:
+            st.caption("아직 대화가 없습니다. 북극성을 적고 비평가를 골라 시작하세요.")
+        if state.session_id is not None:
+            _session_actions(engine, state.session_id)
+        _model_picker(engine)
+    return state.session_id
+
+
+def _session_actions(engine: ChatEngine, session_id: int) -> None:
+    chat = engine.store.get_session(session_id)
+    with st.expander("대화 관리"):
+        title = st.text_input("대화 이름", value=chat.title, key=f"title_{session_id}")
+        if st.button("이름 바꾸기", key=f"rename_{session_id}"):
+            try:
+                engine.store.rename_session(session_id, title)
+                st.rerun()
+            except ValueError as exc:
+                st.error(f"{exc}")
+        confirm = st.checkbox("삭제를 확인합니다", key=f"confirm_delete_{session_id}")
+        if st.button("대화 삭제", key=f"delete_{session_id}", disabled=not confirm, type="primary"):
+            engine.store.delete_session(session_id)
+            st.session_state.session_id = None
+            st.rerun()
+
+
+def _model_picker(engine: ChatEngine) -> None:
+    """Backend, model and strategy for new sessions (and the current one), with health."""
+    state = st.session_state
+    settings = engine.settings
+    with st.expander("모델 설정", expanded=False):
+        choices = context.backend_choices()
+        default_kind = state.get("backend", settings.backend)
+        kind = st.selectbox("백엔드", choices, index=_index(choices, default_kind), key="backend")
+        status, names = context.health(settings.model_dump_json(), kind,
+                                       settings.model if kind == settings.backend else "")
+        if status.ok:
+            st.success(f"연결됨 · {status.detail}")
+        else:
+            st.error(f"사용할 수 없음 · {status.detail}")
+        default_model = settings.model if kind == settings.backend else (names[0] if names else "")
+        if names:
+            st.selectbox("모델", names, index=_index(names, state.get("model", default_model)),
+                         key="model")
+        else:
+            st.text_input("모델", value=default_model, key="model")
+        st.selectbox("프롬프트 전략", STRATEGIES,
+                     index=STRATEGIES.index(state.get("strategy", settings.strategy)),
+                     format_func=context.STRATEGY_LABELS.get, key="strategy")
+        if state.get("session_id") is not None and st.button("이 대화에 적용", key="apply_model"):
+            engine.store.update_session(state.session_id, backend=state.backend,
+                                        model=state.model, strategy=state.strategy)
+            st.rerun()
+
+
+def _index(options: list[str] | tuple[str, ...], value: str | None) -> int:
+    return options.index(value) if value in options else 0

@@ -1,0 +1,299 @@
+"""The `polaris` command line."""
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from serving.errors import PolarisError
+
+app = typer.Typer(
+    name="polaris", help="Polaris (북극성): rehearse a big decision against critic personas.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+personas_app = typer.Typer(help="Critic persona cards.", no_args_is_help=True)
+sessions_app = typer.Typer(help="Stored debate sessions.", no_args_is_help=True)
+app.add_typer(personas_app, name="personas")
+app.add_typer(sessions_app, name="sessions")
+
+APP_FILE = Path(__file__).parent / "app" / "main.py"
+
+
+class BadInput(PolarisError):
+    """Input the user must fix (exit code 2)."""
+
+
+def _settings():
+    from serving.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        raise BadInput(f"setting POLARIS_{field.upper()}: {error['msg']}") from None
+
+
+def _engine():
+    from chatbot.engine import ChatEngine
+
+    return ChatEngine(_settings())
+
+
+def _store():
+    from chatbot.store import Store
+
+    return Store(_settings().database_url)
+
+
+def _write_or_print(text: str, out: Path | None) -> None:
+    from chatbot.files import atomic_write_text
+
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def run(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Start the Streamlit UI."""
+    _settings()  # fail fast on bad settings, before Streamlit starts
+    args = [
+        sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]
+    typer.echo(f"Polaris: http://{host}:{port}", err=True)
+    os.execv(sys.executable, args)
+
+
+@app.command()
+def chat(
+    persona: Annotated[str, typer.Argument(help="Persona id (see `polaris personas list`).")],
+    message: Annotated[str, typer.Argument(help="What you say to the critic.")],
+    goal: Annotated[str | None, typer.Option(help="Your North Star, for a new session.")] = None,
+    session: Annotated[int | None, typer.Option(help="Continue this session id.")] = None,
+    strategy: Annotated[str | None, typer.Option(
+        help="plain | system | fewshot | finetuned")] = None,
+    backend: Annotated[str | None, typer.Option(help="embedded | ollama | openai")] = None,
+    model: Annotated[str | None, typer.Option(help="GGUF file or model name.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Say MESSAGE to a critic and print the reply as it streams."""
+    from chatbot.prompting import GoalCard
+
+    engine = _engine()
+    engine.persona(persona)
+    if session is None:
+        chat_session = engine.start_session(
+            [persona], backend=backend, model=model, strategy=strategy,
+            goal=GoalCard(goal) if goal else None,
+        )
+    else:
+        chat_session = engine.store.get_session(session)
+        if backend or model or strategy:
+            chat_session = engine.store.update_session(
+                session, **{k: v for k, v in
+                            (("backend", backend), ("model", model), ("strategy", strategy)) if v})
+    engine.send(chat_session.id, message)
+    stream = engine.reply(chat_session.id, persona)
+    try:
+        for piece in stream:
+            if not as_json:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    finally:
+        if not as_json:
+            sys.stdout.write("\n")
+    outcome = stream.outcome
+    stats = outcome.stats
+    if as_json:
+        typer.echo(json.dumps({
+            "reply": outcome.message.content,
+            "persona": persona,
+            "session_id": chat_session.id,
+            "backend": chat_session.backend,
+            "model": outcome.message.model,
+            "strategy": chat_session.strategy,
+            "tokens": stats.completion_tokens if stats else None,
+            "ttft_s": stats.ttft_s if stats else None,
+            "tok_per_s": stats.tok_per_s if stats else None,
+            "stop_reason": stats.stop_reason if stats else None,
+        }, ensure_ascii=False))
+
+
+@personas_app.command("list")
+def personas_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the critics."""
+    personas = _engine_personas()
+    if as_json:
+        typer.echo(json.dumps([
+            {"id": p.id, "name": p.name, "register": p.speech, "tone": p.tone, "role": p.role}
+            for p in personas.values()
+        ], ensure_ascii=False))
+        return
+    for p in personas.values():
+        typer.echo(f"{p.id:<24} {p.name} ({p.speech}, {p.tone}) — {p.role}")
+
+
+def _engine_personas():
+    from chatbot.persona import load_all_personas
+
+    settings = _settings()
+    return load_all_personas(settings.personas_dir, settings.data_dir)
+
+
+def _persona(persona_id: str):
+    personas = _engine_personas()
+    if persona_id not in personas:
+        raise BadInput(
+            f"unknown persona {persona_id!r}: choose one of {', '.join(personas)}")
+    return personas[persona_id]
+
+
+@personas_app.command("show")
+def personas_show(persona_id: Annotated[str, typer.Argument(metavar="ID")],
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one card."""
+    from chatbot.persona import dump_persona
+
+    persona = _persona(persona_id)
+    if as_json:
+        typer.echo(persona.model_dump_json(indent=2, exclude_none=True))
+    else:
+        typer.echo(dump_persona(persona), nl=False)
+
+
+@personas_app.command("export")
+def personas_export(
+    persona_id: Annotated[str, typer.Argument(metavar="ID")],
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Export a card as Character Card V2 JSON."""
+    from chatbot.charcard import card_json, to_card
+
+    _write_or_print(card_json(to_card(_persona(persona_id))), out)
+
+
+@personas_app.command("import")
+def personas_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    force: Annotated[bool, typer.Option(help="Replace a card with the same id.")] = False,
+) -> None:
+    """Import a Character Card V2 JSON file (or one of our YAML cards)."""
+    from chatbot.charcard import read_card
+    from chatbot.persona import load_persona, save_persona
+
+    settings = _settings()
+    persona = load_persona(file) if file.suffix in (".yaml", ".yml") else read_card(file)
+    if persona.id in _engine_personas() and not force:
+        raise BadInput(f"a persona with id {persona.id!r} already exists: use --force to replace it")
+    path = save_persona(persona, settings.personas_dir or settings.data_dir / "personas")
+    typer.echo(f"imported {persona.id} ({persona.name}) into {path}")
+
+
+@sessions_app.command("list")
+def sessions_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List sessions, newest first."""
+    summaries = _store().list_sessions()
+    if as_json:
+        typer.echo(json.dumps([
+            {"id": s.id, "title": s.title, "personas": s.personas, "backend": s.backend,
+             "model": s.model, "strategy": s.strategy, "goal": s.goal_title,
+             "messages": s.messages, "updated_at": s.updated_at.isoformat()}
+            for s in summaries
+        ], ensure_ascii=False))
+        return
+    if not summaries:
+        typer.echo("no sessions yet: start one with `polaris chat` or `polaris run`")
+    for s in summaries:
+        typer.echo(f"{s.id:>5}  {s.updated_at:%Y-%m-%d %H:%M}  {s.messages:>3} msgs  "
+                   f"{','.join(s.personas)}  {s.title}")
+
+
+@sessions_app.command("show")
+def sessions_show(session_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Print a session as Markdown."""
+    from chatbot.export import session_markdown
+
+    typer.echo(session_markdown(_store(), session_id, _engine_personas()))
+
+
+@sessions_app.command("export")
+def sessions_export(
+    session_id: Annotated[int, typer.Argument(metavar="ID")],
+    fmt: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Export a session as Markdown or JSON."""
+    from chatbot.export import session_json, session_markdown
+
+    if fmt not in ("md", "json"):
+        raise BadInput(f"unknown format {fmt!r}: use md or json")
+    store = _store()
+    text = (session_json(store, session_id) if fmt == "json"
+            else session_markdown(store, session_id, _engine_personas()))
+    _write_or_print(text, out)
+
+
+@sessions_app.command("delete")
+def sessions_delete(session_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
+    """Delete a session and its messages."""
+    _store().delete_session(session_id)
+    typer.echo(f"deleted session {session_id}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check settings, database, personas, backends and chat templates."""
+    from chatbot.doctor import run_checks
+
+    ok = True
+    for check in run_checks(_settings()):
+        mark = "ok  " if check.ok else ("warn" if check.optional else "FAIL")
+        typer.echo(f"[{mark}] {check.name}: {check.detail}")
+        ok = ok and (check.ok or check.optional)
+    raise typer.Exit(0 if ok else 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 2 with one line on bad input, 1 on other failures."""
+    from chatbot.persona import PersonaError
+    from chatbot.store import NotFound
+
+    try:
+        result = app(args=argv, prog_name="polaris", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except typer.TyperException as exc:  # typer's own usage errors (exit code 2)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.stderr.write(exc.format_message() + "\n")
+            raise SystemExit(2) from None
+        _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
+    except (BadInput, PersonaError, NotFound, ValueError) as exc:
+        _fail(str(exc), 2)
+    except PolarisError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    return 0
+
+
+def _fail(message: str, code: int) -> None:
+    line = " ".join(message.split())
+    sys.stderr.write(f"polaris: error: {line}\n")
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

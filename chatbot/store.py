@@ -1,0 +1,299 @@
+"""Sessions, goals and messages in SQL (SQLite by default, PostgreSQL by URL).
+
+The database is the source of truth: every message is committed as soon as it exists, and a
+reply being generated is committed first as `interrupted` and updated as it streams, so a crash
+at any moment leaves the conversation readable.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlmodel import Session, create_engine, select
+
+from chatbot.models import MESSAGE_STATUSES, ChatMessage, ChatSession, Goal, utcnow
+from serving.errors import PolarisError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class StoreError(PolarisError):
+    """The database cannot be opened or written; the message says what to do."""
+
+
+class NotFound(PolarisError):
+    """A session, goal or message id that does not exist."""
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: int
+    title: str
+    personas: list[str]
+    backend: str
+    model: str
+    strategy: str
+    goal_title: str | None
+    messages: int
+    updated_at: datetime
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            f"database URL {url!r} is not a SQLAlchemy URL: use e.g. sqlite:///data/polaris.db "
+            f"or postgresql+psycopg://user@host/db (POLARIS_DATABASE_URL)"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (a no-op when it is already there)."""
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as connection:
+        if MigrationContext.configure(connection).get_current_revision() == head:
+            return
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        try:
+            migrate(self.engine)
+        except OperationalError as exc:
+            raise StoreError(_explain(exc, url)) from None
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def _commit(self, session: Session) -> None:
+        try:
+            session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            raise StoreError(_explain(exc, self.url)) from None
+
+    # -- goals -------------------------------------------------------------------------------
+
+    def create_goal(self, title: str, description: str = "", constraints: str = "",
+                    evidence: str = "") -> Goal:
+        if not title.strip():
+            raise ValueError("a goal needs a title: say in one line what you want to do")
+        goal = Goal(title=title.strip(), description=description, constraints=constraints,
+                    evidence=evidence)
+        with self._session() as session:
+            session.add(goal)
+            self._commit(session)
+            session.refresh(goal)
+        return goal
+
+    def get_goal(self, goal_id: int) -> Goal:
+        with self._session() as session:
+            goal = session.get(Goal, goal_id)
+        if goal is None:
+            raise NotFound(f"goal {goal_id} does not exist")
+        return goal
+
+    def update_goal(self, goal_id: int, **fields: str) -> Goal:
+        allowed = {"title", "description", "constraints", "evidence"}
+        if unknown := set(fields) - allowed:
+            raise ValueError(f"unknown goal fields: {', '.join(sorted(unknown))}")
+        if "title" in fields and not fields["title"].strip():
+            raise ValueError("a goal needs a title: say in one line what you want to do")
+        with self._session() as session:
+            goal = session.get(Goal, goal_id)
+            if goal is None:
+                raise NotFound(f"goal {goal_id} does not exist")
+            for key, value in fields.items():
+                setattr(goal, key, value)
+            goal.updated_at = utcnow()
+            session.add(goal)
+            self._commit(session)
+            session.refresh(goal)
+        return goal
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def create_session(self, *, personas: list[str], backend: str, model: str, strategy: str,
+                       title: str = "", goal_id: int | None = None) -> ChatSession:
+        if not personas:
+            raise ValueError("a session needs at least one critic")
+        chat = ChatSession(title=title.strip() or "새 대화", personas=list(personas),
+                           backend=backend, model=model, strategy=strategy, goal_id=goal_id)
+        with self._session() as session:
+            session.add(chat)
+            self._commit(session)
+            session.refresh(chat)
+        return chat
+
+    def get_session(self, session_id: int) -> ChatSession:
+        with self._session() as session:
+            chat = session.get(ChatSession, session_id)
+        if chat is None:
+            raise NotFound(
+                f"session {session_id} does not exist: `polaris sessions list` shows the ids"
+            )
+        return chat
+
+    def update_session(self, session_id: int, **fields: Any) -> ChatSession:
+        allowed = {"title", "personas", "backend", "model", "strategy", "goal_id"}
+        if unknown := set(fields) - allowed:
+            raise ValueError(f"unknown session fields: {', '.join(sorted(unknown))}")
+        if "title" in fields:
+            fields["title"] = fields["title"].strip()
+            if not fields["title"]:
+                raise ValueError("a session title cannot be empty")
+        with self._session() as session:
+            chat = session.get(ChatSession, session_id)
+            if chat is None:
+                raise NotFound(f"session {session_id} does not exist")
+            for key, value in fields.items():
+                setattr(chat, key, value)
+            chat.updated_at = utcnow()
+            session.add(chat)
+            self._commit(session)
+            session.refresh(chat)
+        return chat
+
+    def rename_session(self, session_id: int, title: str) -> ChatSession:
+        return self.update_session(session_id, title=title)
+
+    def delete_session(self, session_id: int) -> None:
+        with self._session() as session:
+            chat = session.get(ChatSession, session_id)
+            if chat is None:
+                raise NotFound(f"session {session_id} does not exist")
+            # explicit delete so PostgreSQL and SQLite behave alike without relying on cascades
+            for message in session.exec(
+                select(ChatMessage).where(ChatMessage.session_id == session_id)
+            ):
+                session.delete(message)
+            session.delete(chat)
+            self._commit(session)
+
+    def list_sessions(self) -> list[SessionSummary]:
+        counts = (
+            select(ChatMessage.session_id, func.count(ChatMessage.id).label("n"))
+            .group_by(ChatMessage.session_id)
+            .subquery()
+        )
+        query = (
+            select(ChatSession, Goal.title, func.coalesce(counts.c.n, 0))
+            .outerjoin(Goal, Goal.id == ChatSession.goal_id)
+            .outerjoin(counts, counts.c.session_id == ChatSession.id)
+            .order_by(ChatSession.updated_at.desc(), ChatSession.id.desc())
+        )
+        with self._session() as session:
+            rows = session.exec(query).all()
+        return [
+            SessionSummary(c.id, c.title, list(c.personas), c.backend, c.model, c.strategy,
+                           goal_title, n, c.updated_at)
+            for c, goal_title, n in rows
+        ]
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def add_message(self, session_id: int, role: str, content: str, *,
+                    persona: str | None = None, status: str = "complete",
+                    **fields: Any) -> ChatMessage:
+        """Insert and commit one message (and touch the session's updated_at)."""
+        if role not in ("user", "assistant"):
+            raise ValueError(f"role must be user or assistant, got {role!r}")
+        _check_status(status)
+        message = ChatMessage(session_id=session_id, role=role, content=content,
+                              persona=persona, status=status, **fields)
+        with self._session() as session:
+            chat = session.get(ChatSession, session_id)
+            if chat is None:
+                raise NotFound(f"session {session_id} does not exist")
+            chat.updated_at = utcnow()
+            session.add(chat)
+            session.add(message)
+            self._commit(session)
+            session.refresh(message)
+        return message
+
+    def update_message(self, message_id: int, **fields: Any) -> ChatMessage:
+        if "status" in fields:
+            _check_status(fields["status"])
+        with self._session() as session:
+            message = session.get(ChatMessage, message_id)
+            if message is None:
+                raise NotFound(f"message {message_id} does not exist")
+            for key, value in fields.items():
+                setattr(message, key, value)
+            session.add(message)
+            self._commit(session)
+            session.refresh(message)
+        return message
+
+    def delete_messages(self, message_ids: Iterable[int]) -> None:
+        ids = list(message_ids)
+        with self._session() as session:
+            for message in session.exec(select(ChatMessage).where(ChatMessage.id.in_(ids))):
+                session.delete(message)
+            self._commit(session)
+
+    def messages(self, session_id: int) -> list[ChatMessage]:
+        with self._session() as session:
+            return list(session.exec(
+                select(ChatMessage).where(ChatMessage.session_id == session_id)
+                .order_by(ChatMessage.id)
+            ))
+
+
+def _check_status(status: str) -> None:
+    if status not in MESSAGE_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(MESSAGE_STATUSES)}, got {status!r}")
+
+
+def _explain(exc: OperationalError, url: str) -> str:
+    """A database error as a sentence with the fix (never echoing credentials in the URL)."""
+    safe_url = make_url(url).render_as_string(hide_password=True)
+    text = str(exc.orig)
+    if "readonly" in text or "read-only" in text:
+        return f"the database {safe_url} is read-only: check the file's permissions"
+    if "disk" in text and ("full" in text or "I/O" in text):
+        return f"the disk holding {safe_url} is full: free some space and try again"
+    if "locked" in text:
+        return f"the database {safe_url} stayed locked by another writer: try again"
+    if "unable to open" in text:
+        return (f"cannot open the database {safe_url}: check that its folder exists and is "
+                f"writable, or set POLARIS_DATABASE_URL")
+    return f"database error on {safe_url}: {text}"

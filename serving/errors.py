@@ -1,0 +1,37 @@
+"""One error hierarchy for every backend. Messages say what went wrong and what to do."""
+
+
+class PolarisError(Exception):
+    """Base class for errors a user can act on; the message carries the fix."""
+
+
+class MissingDependency(PolarisError):
+    """An optional package is not installed."""
+
+    def __init__(self, package: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed: "
+            f"run `pip install 'polaris[{extra}]'` (or `make setup`)."
+        )
+        self.package = package
+        self.extra = extra
+
+
+class BackendError(PolarisError):
+    """A backend failed while serving a request."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend cannot be reached or loaded at all."""
+
+
+class ModelNotFound(BackendError):
+    """The requested model does not exist on the backend."""
+
+
+class BackendBusy(BackendError):
+    """The backend is serving someone else and did not free up in time."""
+
+
+class PromptTooLong(BackendError):
+    """The prompt does not fit in the model's context window."""

@@ -1,0 +1,79 @@
+"""All configuration in one place: environment variables with prefix POLARIS_, or a .env file."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_GGUF = "gemma-3-270m-q4_k_m.gguf"
+STRATEGIES = ("plain", "system", "fewshot", "finetuned")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="POLARIS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(
+        "sqlite:///data/polaris.db", description="Any SQLAlchemy URL (SQLite or PostgreSQL)."
+    )
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    personas_dir: Path | None = Field(None, description="Default: the shipped chatbot/personas/.")
+
+    backend: str = Field("embedded", description="embedded | ollama | openai")
+    model: str = Field(DEFAULT_GGUF, description="GGUF file (embedded) or model name (others).")
+    strategy: str = "system"
+
+    # embedded (llama.cpp in process)
+    lora_path: Path | None = None
+    chat_template: str | None = Field(None, description="gemma3 | llama3 | chatml | mistral")
+    n_ctx: int = Field(4096, ge=256, le=1_048_576)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = 0
+
+    # generation defaults
+    max_tokens: int = Field(256, ge=1, le=32_768)
+    temperature: float = Field(0.8, ge=0, le=5)
+
+    judge_backend: str | None = None
+    judge_model: str | None = None
+
+    ollama_host: str = "http://127.0.0.1:11434"
+    ollama_username: str | None = None
+    ollama_password: SecretStr | None = None
+    ollama_keep_alive: str = "10m"
+
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr = SecretStr("not-needed")
+
+    request_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}: use one of {', '.join(STRATEGIES)}")
+        return value
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        from serving.templates import FAMILIES
+
+        if value and value not in FAMILIES:
+            raise ValueError(f"unknown chat template {value!r}: use one of {', '.join(FAMILIES)}")
+        return value or None
+
+    def resolve_model_path(self, model: str | None = None) -> Path:
+        """A GGUF name or path as a path: bare names are looked up in models_dir."""
+        path = Path(model or self.model).expanduser()
+        if not path.is_absolute() and path.parent == Path("."):
+            path = self.models_dir / path
+        return path
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

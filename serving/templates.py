@@ -1,0 +1,188 @@
+"""Chat templates per model family, rendered by us rather than by llama.cpp.
+
+llama.cpp's built-in "gemma" format drops the system message, and a GGUF exported from a base
+model carries no template at all, so Polaris owns the prompt format. A template renders to
+segments: special tokens (parsed as control tokens) and plain text (tokenized as text, so a user
+typing "<end_of_turn>" cannot forge a turn boundary).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from serving.types import Message
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    special: bool = False
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """One model family's turn markup: how roles are wrapped and which tokens end a turn."""
+
+    family: str
+    bos: str
+    turn_start: str  # special token opening a turn ("" when the role header is plain text)
+    turn_end: str  # special token closing a turn
+    role_names: dict[str, str]
+    header_sep: str  # plain text between the role name and the content
+    after_turn: str  # plain text after turn_end
+    stop: tuple[str, ...]  # special tokens that end generation
+    has_system_role: bool = True
+
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[Segment]:
+        """Segments of the prompt; the system message is folded into the first user turn
+        for families without a system role (Gemma), exactly as their own templates do."""
+        turns = _fold_system(messages) if not self.has_system_role else list(messages)
+        segments = [Segment(self.bos, special=True)] if self.bos else []
+        for message in turns:
+            segments += self._turn_header(message["role"])
+            segments.append(Segment(message["content"]))
+            segments.append(Segment(self.turn_end, special=True))
+            if self.after_turn:
+                segments.append(Segment(self.after_turn))
+        if add_generation_prompt:
+            segments += self._turn_header("assistant")
+        return _merge(segments)
+
+    def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
+        return "".join(s.text for s in self.render(messages, add_generation_prompt))
+
+    def _turn_header(self, role: str) -> list[Segment]:
+        name = self.role_names[role]
+        if self.family == "llama3":
+            return [
+                Segment("<|start_header_id|>", special=True),
+                Segment(name),
+                Segment("<|end_header_id|>", special=True),
+                Segment(self.header_sep),
+            ]
+        return [Segment(self.turn_start, special=True), Segment(name + self.header_sep)]
+
+
+class MistralTemplate(ChatTemplate):
+    """[INST] blocks; Mistral has no system role and puts it before the last user message."""
+
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[Segment]:
+        system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+        turns = [m for m in messages if m["role"] != "system"]
+        last_user = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=-1)
+        segments = [Segment(self.bos, special=True)]
+        for i, message in enumerate(turns):
+            content = message["content"]
+            if message["role"] == "user":
+                if i == last_user and system:
+                    content = f"{system}\n\n{content}"
+                segments += [Segment("[INST]", special=True), Segment(f" {content} ")]
+                segments.append(Segment("[/INST]", special=True))
+            else:
+                segments += [Segment(f" {content}"), Segment(self.turn_end, special=True)]
+        return _merge(segments)
+
+
+def _fold_system(messages: Sequence[Message]) -> list[Message]:
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [dict(m) for m in messages if m["role"] != "system"]
+    if system:
+        if turns and turns[0]["role"] == "user":
+            turns[0]["content"] = f"{system}\n\n{turns[0]['content']}"
+        else:
+            turns.insert(0, {"role": "user", "content": system})
+    return turns  # type: ignore[return-value]
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Join neighbouring plain segments so text is tokenized in one piece."""
+    merged: list[Segment] = []
+    for seg in segments:
+        if not seg.text:
+            continue
+        if merged and not seg.special and not merged[-1].special:
+            merged[-1] = Segment(merged[-1].text + seg.text)
+        else:
+            merged.append(seg)
+    return merged
+
+
+GEMMA3 = ChatTemplate(
+    family="gemma3",
+    bos="<bos>",
+    turn_start="<start_of_turn>",
+    turn_end="<end_of_turn>",
+    role_names={"user": "user", "assistant": "model"},
+    header_sep="\n",
+    after_turn="\n",
+    stop=("<end_of_turn>", "<eos>"),
+    has_system_role=False,
+)
+LLAMA3 = ChatTemplate(
+    family="llama3",
+    bos="<|begin_of_text|>",
+    turn_start="",
+    turn_end="<|eot_id|>",
+    role_names={"system": "system", "user": "user", "assistant": "assistant"},
+    header_sep="\n\n",
+    after_turn="",
+    stop=("<|eot_id|>", "<|end_of_text|>"),
+)
+CHATML = ChatTemplate(
+    family="chatml",
+    bos="",
+    turn_start="<|im_start|>",
+    turn_end="<|im_end|>",
+    role_names={"system": "system", "user": "user", "assistant": "assistant"},
+    header_sep="\n",
+    after_turn="\n",
+    stop=("<|im_end|>", "<|endoftext|>"),
+)
+MISTRAL = MistralTemplate(
+    family="mistral",
+    bos="<s>",
+    turn_start="[INST]",
+    turn_end="</s>",
+    role_names={"user": "user", "assistant": "assistant"},
+    header_sep="",
+    after_turn="",
+    stop=("</s>",),
+    has_system_role=False,
+)
+
+FAMILIES: dict[str, ChatTemplate] = {t.family: t for t in (GEMMA3, LLAMA3, CHATML, MISTRAL)}
+
+_ARCHITECTURES = {
+    "gemma": "gemma3", "gemma2": "gemma3", "gemma3": "gemma3", "gemma3n": "gemma3",
+    "llama": "llama3", "qwen2": "chatml", "qwen3": "chatml", "qwen2moe": "chatml",
+    "mistral": "mistral", "mistral3": "mistral",
+}
+_TEMPLATE_MARKERS = (
+    ("<start_of_turn>", "gemma3"),
+    ("<|start_header_id|>", "llama3"),
+    ("<|im_start|>", "chatml"),
+    ("[INST]", "mistral"),
+)
+
+
+def get_template(family: str) -> ChatTemplate:
+    try:
+        return FAMILIES[family]
+    except KeyError:
+        raise ValueError(
+            f"unknown chat template {family!r}: use one of {', '.join(FAMILIES)}"
+        ) from None
+
+
+def detect_family(metadata: dict[str, str]) -> str:
+    """The family of a GGUF from its embedded chat template, else its architecture."""
+    embedded = metadata.get("tokenizer.chat_template", "")
+    for marker, family in _TEMPLATE_MARKERS:
+        if marker in embedded:
+            return family
+    arch = metadata.get("general.architecture", "")
+    if arch in _ARCHITECTURES:
+        return _ARCHITECTURES[arch]
+    raise ValueError(
+        f"cannot tell the chat template of a {arch or 'unknown'!s} model: "
+        f"set POLARIS_CHAT_TEMPLATE to one of {', '.join(FAMILIES)}"
+    )

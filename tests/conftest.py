@@ -1,0 +1,47 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from serving.backend import register_backend
+from serving.settings import Settings
+from tests.scripted import ScriptedBackend
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "gemma-3-270m-q4_k_m.gguf"
+
+# The UI tests pick this backend by name; each test sets what it should say.
+SCRIPTED = {"backend": ScriptedBackend()}
+register_backend("scripted", lambda settings, model: SCRIPTED["backend"])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Every test gets its own data folder and database, and no .env from the checkout."""
+    for key in list(os.environ):
+        if key.startswith("POLARIS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POLARIS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("POLARIS_DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'polaris.db'}")
+    monkeypatch.setenv("POLARIS_MODELS_DIR", str(ROOT / "models"))
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def scripted():
+    """The scripted backend the 'scripted' kind returns (replace .replies etc. per test)."""
+    backend = ScriptedBackend()
+    SCRIPTED["backend"] = backend
+    return backend
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    if not MODEL.is_file():
+        pytest.fail(f"{MODEL} is missing: run `make models` (the test suite needs the real GGUF)")
+    return MODEL

@@ -1,0 +1,269 @@
+"""The Streamlit UI driven through AppTest, against the scripted backend and a tmp database."""
+
+import os
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from chatbot.persona import load_all_personas
+from chatbot.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "chatbot" / "app" / "main.py"
+CRITICS = ["팀장님", "은퇴한 개발자 선배", "비관적인 취준생", "큰이모", "차분한 현실주의자"]
+
+
+@pytest.fixture(autouse=True)
+def _ui_env(monkeypatch):
+    monkeypatch.setenv("POLARIS_BACKEND", "scripted")
+    monkeypatch.setenv("POLARIS_MODEL", "script")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store(os.environ["POLARIS_DATABASE_URL"])
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=30)
+
+
+def run(at: AppTest) -> AppTest:
+    """Run (or rerun) and fail loudly on an uncaught exception in the script."""
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def submit_new_session(at: AppTest, title: str, critics: list[str]) -> AppTest:
+    form_title = next(t for t in at.text_input if t.label.startswith("북극성"))
+    form_title.input(title)
+    at.multiselect(key="new_personas").set_value(critics)
+    next(b for b in at.button if b.label == "토론 시작").click()
+    return run(at)
+
+
+def page_text(at: AppTest) -> str:
+    """All text the main area shows: markdown, text, headers, captions."""
+    parts = [e.value for e in (*at.markdown, *at.text, *at.header, *at.caption)]
+    return "\n".join(str(p) for p in parts)
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def send(at: AppTest, text: str) -> AppTest:
+    at.chat_input[0].set_value(text)
+    return run(at)
+
+
+def only_session(store: Store):
+    sessions = store.list_sessions()
+    assert len(sessions) == 1, sessions
+    return sessions[0]
+
+
+def new_app_with_session(store: Store, title: str = "창업", critics=("team-lead",)) -> AppTest:
+    at = run(app())
+    return submit_new_session(at, title, list(critics))
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_first_run_shows_new_session_form(scripted, store):
+    at = run(app())
+    assert not at.error
+    assert [h.value for h in at.header] == ["새 토론 시작"]
+    assert len(at.multiselect(key="new_personas").value) == 1  # one critic preselected
+    assert not at.chat_input
+    assert store.list_sessions() == []
+
+
+def test_form_creates_session(scripted, store):
+    at = new_app_with_session(store, "회사를 그만두고 창업하기", ["team-lead", "late-relative"])
+    chat = only_session(store)
+    assert chat.personas == ["team-lead", "late-relative"]
+    assert chat.backend == "scripted"
+    assert chat.model == "script"
+    assert chat.strategy == "system"
+    assert chat.goal_title == "회사를 그만두고 창업하기"
+    assert not at.error
+    assert "새 토론 시작" not in [h.value for h in at.header]
+    assert chat.title in [h.value for h in at.header]
+    assert "🧭 북극성: 회사를 그만두고 창업하기" in [e.label for e in at.expander]
+    assert len(at.chat_input) == 1
+
+
+def test_form_without_critics_is_refused(scripted, store):
+    at = run(app())
+    at.multiselect(key="new_personas").set_value([])
+    next(b for b in at.button if b.label == "토론 시작").click()
+    run(at)
+    assert any("비평가를 한 명 이상" in e for e in errors(at))
+    assert store.list_sessions() == []
+
+
+def test_send_stores_message_and_scripted_reply(scripted, store):
+    scripted.replies = ["그 계획은 숫자가 부족합니다.", "조카야 밥은 먹고 다니니."]
+    at = new_app_with_session(store, "창업", ["team-lead", "late-relative"])
+    chat_id = only_session(store).id
+    send(at, "회사를 그만두려고 합니다.")
+
+    assert not at.error
+    messages = store.messages(chat_id)
+    assert [(m.role, m.persona, m.status) for m in messages] == [
+        ("user", None, "complete"),
+        ("assistant", "team-lead", "complete"),
+        ("assistant", "late-relative", "complete"),
+    ]
+    assert [m.content for m in messages] == [
+        "회사를 그만두려고 합니다.", "그 계획은 숫자가 부족합니다.", "조카야 밥은 먹고 다니니."]
+    shown = page_text(at)
+    assert "회사를 그만두려고 합니다." in shown
+    assert shown.index("그 계획은 숫자가 부족합니다.") < shown.index("조카야 밥은 먹고 다니니.")
+    # the first message names an untitled session
+    assert only_session(store).title == "회사를 그만두려고 합니다."
+
+
+def test_system_prompt_reaches_backend(scripted, store):
+    at = new_app_with_session(store, "회사를 그만두고 창업하기")
+    send(at, "어떻게 생각하세요?")
+    personas = load_all_personas(None, Path(os.environ["POLARIS_DATA_DIR"]))
+    system, *rest = scripted.requests[-1]
+    assert system["role"] == "system"
+    assert personas["team-lead"].system_prompt.strip() in system["content"]
+    assert "회사를 그만두고 창업하기" in system["content"]
+    assert rest[-1] == {"role": "user", "content": "어떻게 생각하세요?"}
+
+
+def test_backend_failure_mid_stream(scripted, store):
+    scripted.replies = ["하나 둘 셋 넷 다섯"]
+    scripted.fail_after = 2
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    send(at, "괜찮을까요?")
+
+    assert any("답변을 받지 못했습니다" in e and "scripted failure" in e for e in errors(at)), \
+        errors(at)
+    user, reply = store.messages(chat_id)
+    assert (user.role, user.content) == ("user", "괜찮을까요?")
+    assert (reply.role, reply.status, reply.content) == ("assistant", "interrupted", "하나 둘")
+    assert "scripted failure" in reply.error
+
+
+def test_regenerate_replaces_last_reply(scripted, store):
+    scripted.replies = ["첫 답변입니다.", "다시 만든 답변입니다."]
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    send(at, "질문 하나")
+    assert store.messages(chat_id)[-1].content == "첫 답변입니다."
+
+    at.button(key="regenerate").click()
+    run(at)
+    messages = store.messages(chat_id)
+    last_user = max(i for i, m in enumerate(messages) if m.role == "user")
+    after = messages[last_user + 1:]
+    assert [(m.role, m.content, m.status) for m in after] == [
+        ("assistant", "다시 만든 답변입니다.", "complete")]
+    shown = page_text(at)
+    assert "다시 만든 답변입니다." in shown
+    assert "첫 답변입니다." not in shown
+
+
+def test_rename_session(scripted, store):
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    at.text_input(key=f"title_{chat_id}").input("새 이름")
+    at.button(key=f"rename_{chat_id}").click()
+    run(at)
+    assert only_session(store).title == "새 이름"
+    assert "새 이름" in [h.value for h in at.header]
+
+
+def test_delete_needs_confirmation(scripted, store):
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    assert at.button(key=f"delete_{chat_id}").disabled
+
+    at.checkbox(key=f"confirm_delete_{chat_id}").check()
+    run(at)
+    assert not at.button(key=f"delete_{chat_id}").disabled
+    at.button(key=f"delete_{chat_id}").click()
+    run(at)
+    assert store.list_sessions() == []
+    assert [h.value for h in at.header] == ["새 토론 시작"]
+
+
+def test_resume_other_session(scripted, store):
+    scripted.replies = ["첫 대화의 답변", "둘째 대화의 답변"]
+    at = new_app_with_session(store, "첫째 목표")
+    send(at, "첫 대화 질문")
+    at.button(key="new_session").click()
+    run(at)
+    submit_new_session(at, "둘째 목표", ["calm-realist"])
+    send(at, "둘째 대화 질문")
+    assert "둘째 대화 질문" in page_text(at)
+
+    first = next(s for s in store.list_sessions() if s.goal_title == "첫째 목표")
+    radio = at.sidebar.radio[0]
+    radio.set_value(first.id)
+    run(at)
+    shown = page_text(at)
+    assert "첫 대화 질문" in shown and "첫 대화의 답변" in shown
+    assert "둘째 대화 질문" not in shown
+    assert first.title in [h.value for h in at.header]
+
+
+@pytest.mark.parametrize("text", ["   ", "\n\t "])
+def test_blank_message_is_refused(scripted, store, text):
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    send(at, text)
+    assert any("메시지가 비어 있습니다" in e for e in errors(at)), errors(at)
+    assert store.messages(chat_id) == []
+    assert scripted.requests == []
+
+
+def test_control_characters_are_removed(scripted, store):
+    at = new_app_with_session(store)
+    chat_id = only_session(store).id
+    send(at, "안녕\x00\x07하세요")
+    user = store.messages(chat_id)[0]
+    assert (user.role, user.content) == ("user", "안녕하세요")
+    assert scripted.requests[-1][-1]["content"] == "안녕하세요"
+
+
+def test_personas_page_lists_all_critics(scripted):
+    at = run(app())
+    at.switch_page("pages/personas.py")
+    run(at)
+    assert [h.value for h in at.header] == ["비평가 소개"]
+    names = [s.value for s in at.subheader]
+    for name in CRITICS:
+        assert any(name in n for n in names), (name, names)
+    assert len(names) == len(CRITICS)
+
+
+def test_model_picker_health(scripted):
+    at = run(app())
+    assert at.sidebar.selectbox(key="backend").value == "scripted"
+    assert any("연결됨" in s.value for s in at.sidebar.success)
+    assert not at.error
+
+    at.sidebar.selectbox(key="backend").select("ollama")
+    run(at)
+    assert not at.sidebar.success
+    problems = [e.value for e in at.sidebar.error]
+    assert any("사용할 수 없음" in p and "POLARIS_OLLAMA_HOST" in p for p in problems), problems

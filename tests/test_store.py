@@ -1,0 +1,112 @@
+import sqlite3
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+from chatbot.store import NotFound, Store, StoreError
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'db' / 'polaris.db'}")
+
+
+def test_migrations_build_the_whole_schema_on_a_blank_database(store):
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert context.get_current_revision() == "0001"
+        assert compare_metadata(context, SQLModel.metadata) == []
+    assert {"goal", "chat_session", "message", "alembic_version"} <= set(
+        inspect(store.engine).get_table_names())
+
+
+def test_reopening_a_migrated_database_keeps_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    first = Store(url)
+    chat = first.create_session(personas=["team-lead"], backend="embedded", model="m",
+                                strategy="system")
+    first.add_message(chat.id, "user", "안녕하세요")
+    again = Store(url)
+    assert [m.content for m in again.messages(chat.id)] == ["안녕하세요"]
+
+
+def test_sqlite_runs_in_wal_mode(store, tmp_path):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_session_lifecycle_and_listing(store):
+    goal = store.create_goal("창업하기", evidence="첫 고객 3명")
+    a = store.create_session(personas=["team-lead", "calm-realist"], backend="embedded",
+                             model="gemma", strategy="fewshot", goal_id=goal.id)
+    b = store.create_session(personas=["late-relative"], backend="ollama", model="x",
+                             strategy="system", title="  가족 설득  ")
+    store.add_message(a.id, "user", "회사를 그만둘래요")
+    store.add_message(a.id, "assistant", "숫자로 보면요?", persona="team-lead")
+    listed = store.list_sessions()
+    assert [s.id for s in listed] == [a.id, b.id]  # a was touched last
+    assert listed[0].messages == 2 and listed[0].goal_title == "창업하기"
+    assert listed[0].personas == ["team-lead", "calm-realist"]
+    assert listed[1].title == "가족 설득" and listed[1].messages == 0
+    store.rename_session(b.id, "새 이름")
+    assert store.get_session(b.id).title == "새 이름"
+    store.delete_session(a.id)
+    assert [s.id for s in store.list_sessions()] == [b.id]
+    assert store.messages(a.id) == []
+    with pytest.raises(NotFound):
+        store.get_session(a.id)
+
+
+def test_bad_values_are_refused_without_writing(store):
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+    with pytest.raises(ValueError, match="title"):
+        store.rename_session(chat.id, "   ")
+    with pytest.raises(ValueError, match="role"):
+        store.add_message(chat.id, "system", "x")
+    with pytest.raises(ValueError, match="status"):
+        store.add_message(chat.id, "user", "x", status="done")
+    with pytest.raises(NotFound):
+        store.add_message(chat.id + 99, "user", "x")
+    with pytest.raises(ValueError, match="critic"):
+        store.create_session(personas=[], backend="e", model="m", strategy="system")
+    assert store.messages(chat.id) == []
+    assert store.get_session(chat.id).title == "새 대화"
+
+
+def test_concurrent_writers_lose_nothing(store):
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+
+    def write(worker: int) -> None:
+        for i in range(25):
+            store.add_message(chat.id, "user", f"{worker}-{i}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.messages(chat.id)) == 100
+
+
+def test_read_only_database_gives_a_clear_error(tmp_path):
+    path = tmp_path / "ro.db"
+    Store(f"sqlite:///{path}")
+    readonly = Store(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with pytest.raises(StoreError, match="read-only"):
+        readonly.create_session(personas=["a"], backend="e", model="m", strategy="system")
+
+
+def test_bad_database_url_names_the_setting():
+    with pytest.raises(StoreError, match="POLARIS_DATABASE_URL"):
+        Store("not a url")
+
+
+def test_database_file_is_plain_sqlite(store, tmp_path):
+    store.create_goal("목표")
+    con = sqlite3.connect(tmp_path / "db" / "polaris.db")
+    assert con.execute("select title from goal").fetchall() == [("목표",)]
