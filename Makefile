@@ -51,3 +51,6 @@ lint: $(DEPS)
 
 clean:
 	rm -rf $(VENV) models build *.egg-info
+
+bench: setup
+	$(BIN)/python bench/bench_engine.py

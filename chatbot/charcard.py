@@ -90,8 +90,8 @@ def from_card(card: dict[str, Any], source: str = "card") -> Persona:
 def _parse_examples(text: str) -> list[dict[str, str]]:
     pairs = []
     for block in _EXAMPLE_SPLIT.split(text):
-        user = re.search(r"\{\{user\}\}:\s*(.+?)(?=\n\{\{char\}\}:|\Z)", block, re.S)
-        char = re.search(r"\{\{char\}\}:\s*(.+?)(?=\n\{\{user\}\}:|\Z)", block, re.S)
+        user = re.search(r"\{\{user\}\}:\s*(.+?)(?=\n\{\{char\}\}:|\Z)", block, re.DOTALL)
+        char = re.search(r"\{\{char\}\}:\s*(.+?)(?=\n\{\{user\}\}:|\Z)", block, re.DOTALL)
         if user and char:
             pairs.append({"user": user.group(1).strip(), "assistant": char.group(1).strip()})
     return pairs

@@ -31,7 +31,7 @@ def _database(settings: Settings) -> Check:
     try:
         store = Store(settings.database_url)
         sessions = len(store.list_sessions())
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, whatever it is
         return Check("database", False, str(exc))
     return Check("database", True, f"{store.engine.url.render_as_string()} ({sessions} sessions)")
 
@@ -41,7 +41,7 @@ def _personas(settings: Settings) -> Check:
 
     try:
         personas = load_all_personas(settings.personas_dir, settings.data_dir)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, whatever it is
         return Check("personas", False, str(exc))
     return Check("personas", True, f"{len(personas)}: {', '.join(personas)}")
 
@@ -49,7 +49,7 @@ def _personas(settings: Settings) -> Check:
 def _backend(settings: Settings, kind: str, optional: bool) -> Check:
     try:
         health = create_backend(kind, settings).health()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, whatever it is
         return Check(f"backend {kind}", False, str(exc), optional)
     models = f"; models: {', '.join(health.models[:5])}" if health.models else ""
     return Check(f"backend {kind}", health.ok, health.detail + models, optional)
@@ -65,7 +65,7 @@ def _template(settings: Settings) -> Check:
     try:
         loaded = backend.load()
         rendered = loaded.llm.detokenize(backend.prompt_tokens(messages), special=True)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - doctor reports every failure, whatever it is
         return Check("chat template", False, str(exc))
     if probe.encode() not in rendered:
         return Check("chat template", False,

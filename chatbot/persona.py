@@ -11,6 +11,9 @@ from serving.errors import PolarisError
 
 SHIPPED_DIR = Path(__file__).parent / "personas"
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# The starting critics in the order the product introduces them; other cards follow by name.
+STARTING_ORDER = ("team-lead", "retired-developer", "pessimistic-jobseeker", "late-relative",
+                  "calm-realist")
 
 
 class PersonaError(PolarisError):
@@ -112,7 +115,8 @@ def load_personas(directory: Path | None = None) -> dict[str, Persona]:
             f"personas folder {directory} does not exist: fix POLARIS_PERSONAS_DIR"
         )
     personas = {}
-    for path in sorted(directory.glob("*.yaml")):
+    rank = {pid: i for i, pid in enumerate(STARTING_ORDER)}
+    for path in sorted(directory.glob("*.yaml"), key=lambda p: (rank.get(p.stem, 99), p.stem)):
         persona = load_persona(path)
         personas[persona.id] = persona
     if not personas:

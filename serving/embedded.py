@@ -268,7 +268,7 @@ class EmbeddedBackend:
         names = tuple(m.name for m in self.models())
         try:
             _llama_cpp()
-        except Exception as exc:  # MissingDependency carries the install hint
+        except Exception as exc:  # noqa: BLE001 - health never raises; MissingDependency has the hint
             return Health(False, self.kind, str(exc), names)
         if not self.model_path.is_file():
             return Health(

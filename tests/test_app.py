@@ -54,7 +54,7 @@ def submit_new_session(at: AppTest, title: str, critics: list[str]) -> AppTest:
 
 
 def page_text(at: AppTest) -> str:
-    """All text the main area shows: markdown, text, headers, captions."""
+    """All text the page shows: markdown, text, headers, captions."""
     parts = [e.value for e in (*at.markdown, *at.text, *at.header, *at.caption)]
     return "\n".join(str(p) for p in parts)
 
@@ -74,9 +74,9 @@ def only_session(store: Store):
     return sessions[0]
 
 
-def new_app_with_session(store: Store, title: str = "창업", critics=("team-lead",)) -> AppTest:
-    at = run(app())
-    return submit_new_session(at, title, list(critics))
+def new_app_with_session(title: str = "창업", critics: tuple[str, ...] = ("team-lead",)) -> AppTest:
+    """A fresh app with one session started through the form."""
+    return submit_new_session(run(app()), title, list(critics))
 
 
 # -- tests ---------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def test_first_run_shows_new_session_form(scripted, store):
 
 
 def test_form_creates_session(scripted, store):
-    at = new_app_with_session(store, "회사를 그만두고 창업하기", ["team-lead", "late-relative"])
+    at = new_app_with_session("회사를 그만두고 창업하기", ("team-lead", "late-relative"))
     chat = only_session(store)
     assert chat.personas == ["team-lead", "late-relative"]
     assert chat.backend == "scripted"
@@ -117,7 +117,7 @@ def test_form_without_critics_is_refused(scripted, store):
 
 def test_send_stores_message_and_scripted_reply(scripted, store):
     scripted.replies = ["그 계획은 숫자가 부족합니다.", "조카야 밥은 먹고 다니니."]
-    at = new_app_with_session(store, "창업", ["team-lead", "late-relative"])
+    at = new_app_with_session("창업", ("team-lead", "late-relative"))
     chat_id = only_session(store).id
     send(at, "회사를 그만두려고 합니다.")
 
@@ -130,6 +130,7 @@ def test_send_stores_message_and_scripted_reply(scripted, store):
     ]
     assert [m.content for m in messages] == [
         "회사를 그만두려고 합니다.", "그 계획은 숫자가 부족합니다.", "조카야 밥은 먹고 다니니."]
+    assert not at.warning
     shown = page_text(at)
     assert "회사를 그만두려고 합니다." in shown
     assert shown.index("그 계획은 숫자가 부족합니다.") < shown.index("조카야 밥은 먹고 다니니.")
@@ -138,7 +139,7 @@ def test_send_stores_message_and_scripted_reply(scripted, store):
 
 
 def test_system_prompt_reaches_backend(scripted, store):
-    at = new_app_with_session(store, "회사를 그만두고 창업하기")
+    at = new_app_with_session("회사를 그만두고 창업하기")
     send(at, "어떻게 생각하세요?")
     personas = load_all_personas(None, Path(os.environ["POLARIS_DATA_DIR"]))
     system, *rest = scripted.requests[-1]
@@ -151,21 +152,25 @@ def test_system_prompt_reaches_backend(scripted, store):
 def test_backend_failure_mid_stream(scripted, store):
     scripted.replies = ["하나 둘 셋 넷 다섯"]
     scripted.fail_after = 2
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     send(at, "괜찮을까요?")
 
-    assert any("답변을 받지 못했습니다" in e and "scripted failure" in e for e in errors(at)), \
-        errors(at)
+    assert [e for e in errors(at) if "scripted failure" in e] == [
+        "중단된 답변 — 답변이 중간에 끊겼습니다: scripted failure in the middle of the reply"]
     user, reply = store.messages(chat_id)
     assert (user.role, user.content) == ("user", "괜찮을까요?")
     assert (reply.role, reply.status, reply.content) == ("assistant", "interrupted", "하나 둘")
     assert "scripted failure" in reply.error
+    assert "하나 둘" in page_text(at)
+
+    run(at)  # the failure stays beside the reply it broke, shown once
+    assert len(errors(at)) == 1
 
 
 def test_regenerate_replaces_last_reply(scripted, store):
     scripted.replies = ["첫 답변입니다.", "다시 만든 답변입니다."]
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     send(at, "질문 하나")
     assert store.messages(chat_id)[-1].content == "첫 답변입니다."
@@ -183,7 +188,7 @@ def test_regenerate_replaces_last_reply(scripted, store):
 
 
 def test_rename_session(scripted, store):
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     at.text_input(key=f"title_{chat_id}").input("새 이름")
     at.button(key=f"rename_{chat_id}").click()
@@ -192,8 +197,29 @@ def test_rename_session(scripted, store):
     assert "새 이름" in [h.value for h in at.header]
 
 
+def test_rename_field_follows_title_from_first_message(scripted, store):
+    at = new_app_with_session()
+    chat_id = only_session(store).id
+    send(at, "첫 메시지가 이름이 됩니다")
+    assert at.text_input(key=f"title_{chat_id}").value == "첫 메시지가 이름이 됩니다"
+
+    at.button(key=f"rename_{chat_id}").click()  # renaming unchanged must not restore "새 대화"
+    run(at)
+    assert only_session(store).title == "첫 메시지가 이름이 됩니다"
+
+
+def test_blank_rename_is_refused(scripted, store):
+    at = new_app_with_session()
+    chat_id = only_session(store).id
+    at.text_input(key=f"title_{chat_id}").input("   ")
+    at.button(key=f"rename_{chat_id}").click()
+    run(at)
+    assert errors(at), "a blank title must be refused with a message"
+    assert only_session(store).title == "새 대화"
+
+
 def test_delete_needs_confirmation(scripted, store):
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     assert at.button(key=f"delete_{chat_id}").disabled
 
@@ -208,7 +234,7 @@ def test_delete_needs_confirmation(scripted, store):
 
 def test_resume_other_session(scripted, store):
     scripted.replies = ["첫 대화의 답변", "둘째 대화의 답변"]
-    at = new_app_with_session(store, "첫째 목표")
+    at = new_app_with_session("첫째 목표")
     send(at, "첫 대화 질문")
     at.button(key="new_session").click()
     run(at)
@@ -224,11 +250,12 @@ def test_resume_other_session(scripted, store):
     assert "첫 대화 질문" in shown and "첫 대화의 답변" in shown
     assert "둘째 대화 질문" not in shown
     assert first.title in [h.value for h in at.header]
+    assert at.text_input(key=f"title_{first.id}").value == first.title
 
 
 @pytest.mark.parametrize("text", ["   ", "\n\t "])
 def test_blank_message_is_refused(scripted, store, text):
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     send(at, text)
     assert any("메시지가 비어 있습니다" in e for e in errors(at)), errors(at)
@@ -236,8 +263,16 @@ def test_blank_message_is_refused(scripted, store, text):
     assert scripted.requests == []
 
 
+def test_empty_message_stores_nothing(scripted, store):
+    at = new_app_with_session()
+    chat_id = only_session(store).id
+    send(at, "")
+    assert store.messages(chat_id) == []
+    assert scripted.requests == []
+
+
 def test_control_characters_are_removed(scripted, store):
-    at = new_app_with_session(store)
+    at = new_app_with_session()
     chat_id = only_session(store).id
     send(at, "안녕\x00\x07하세요")
     user = store.messages(chat_id)[0]
@@ -267,3 +302,5 @@ def test_model_picker_health(scripted):
     assert not at.sidebar.success
     problems = [e.value for e in at.sidebar.error]
     assert any("사용할 수 없음" in p and "POLARIS_OLLAMA_HOST" in p for p in problems), problems
+    assert not at.warning
+    assert at.sidebar.text_input(key="model").value == ""  # no model list without a server

@@ -63,7 +63,7 @@ def test_sessions_show_export_and_delete(capsys, scripted, tmp_path):
     code, out, _ = polaris(capsys, "sessions", "show", "1")
     assert code == 0 and "> 유학 갈래요" in out and "**차분한 현실주의자**" in out
     out_file = tmp_path / "export" / "s.json"
-    code, _, err = polaris(capsys, "sessions", "export", "1", "--format", "json", "--out",
+    code, _, _ = polaris(capsys, "sessions", "export", "1", "--format", "json", "--out",
                            str(out_file))
     exported = json.loads(out_file.read_text(encoding="utf-8"))
     assert code == 0 and [m["content"] for m in exported["messages"]] == ["유학 갈래요", "그래서요?"]
@@ -108,7 +108,7 @@ def test_personas_list_show_export_import(capsys, tmp_path):
     (["frobnicate"], "No such command"),
 ])
 def test_bad_arguments_exit_2_with_one_line(capsys, scripted, args, message):
-    code, out, err = polaris(capsys, *args)
+    code, _, err = polaris(capsys, *args)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("polaris: error: ") and message in err
     store = Store(os.environ["POLARIS_DATABASE_URL"])

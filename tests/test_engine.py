@@ -47,8 +47,7 @@ def test_reply_failing_mid_stream_keeps_both_messages(engine):
     stream = engine.reply(chat.id)
     received = []
     with pytest.raises(BackendError, match="scripted failure"):
-        for piece in stream:
-            received.append(piece)
+        received.extend(stream)
     assert "".join(received) == "하나 둘"
     user, reply = engine.store.messages(chat.id)
     assert user.content == "들어보세요" and user.status == "complete"

@@ -66,7 +66,7 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
     state = st.session_state
     if failure := state.pop("reply_failure", None):  # set before the rerun that redrew the page
         st.error(failure)
-    if state.pop("stop_requested", False) or st.session_state.get("stop_button"):
+    if state.get("stop_button"):  # the click that stopped the last reply
         st.info("답변을 중지했습니다. 중단된 답변은 저장되어 있습니다.")
     text = st.chat_input("비평가에게 할 말을 입력하세요")
     if text:
@@ -78,10 +78,9 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
         _show(user, personas)
         _stream_replies(engine, session_id, chat.personas)
         st.rerun()
-    elif messages:
-        if st.button("↻ 다시 생성", key="regenerate"):
-            _stream_replies(engine, session_id, chat.personas, regenerate=True)
-            st.rerun()
+    elif messages and st.button("↻ 다시 생성", key="regenerate"):
+        _stream_replies(engine, session_id, chat.personas, regenerate=True)
+        st.rerun()
 
 
 def _stream_replies(engine: ChatEngine, session_id: int, persona_ids: list[str],
@@ -93,14 +92,15 @@ def _stream_replies(engine: ChatEngine, session_id: int, persona_ids: list[str],
         persona = engine.persona(pid)
         with st.chat_message("assistant", avatar=context.avatar(pid)):
             st.markdown(f"**{persona.name}**")
+            stream = None
             try:
                 stream = (engine.regenerate(session_id, pid) if regenerate and i == 0
                           else engine.reply(session_id, pid))
                 st.write_stream(stream)
             except (PolarisError, ValueError) as exc:
-                failure = f"{persona.name}의 답변을 받지 못했습니다: {exc}"
-                st.error(failure)
-                st.session_state.reply_failure = failure  # survives the st.rerun() that follows
+                if stream is None or stream.outcome is None:
+                    # nothing reached the DB, so the page redrawn by st.rerun() cannot show it
+                    st.session_state.reply_failure = f"{persona.name}의 답변을 받지 못했습니다: {exc}"
                 break
     stop.empty()
 
@@ -115,10 +115,12 @@ def _show(message: ChatMessage, personas: dict) -> None:
         st.markdown(f"**{persona.name if persona else message.persona}**")
         if message.content:
             st.markdown(message.content)
-        if message.status == "interrupted":
-            st.caption("⚠️ 중단된 답변")
-        elif message.status == "error":
-            st.error(f"답변 실패: {message.error}")
+        if message.status == "error":
+            st.error(f"답변을 받지 못했습니다: {message.error}")
+        elif message.status == "interrupted" and message.error:
+            st.error(f"중단된 답변 — 답변이 중간에 끊겼습니다: {message.error}", icon="⚠️")
+        elif message.status == "interrupted":
+            st.caption("⚠️ 중단된 답변 (중지됨)")
         if message.tokens:
             ttft = f"{message.ttft_s:.2f}s" if message.ttft_s else "-"
             rate = f"{message.tok_per_s:.1f} tok/s" if message.tok_per_s else "-"

@@ -63,7 +63,7 @@ def health(settings_json: str, kind: str, model: str) -> tuple[Health, list[str]
         backend = current.backend(kind, model or None)
         status = backend.health()
         names = [m.name for m in backend.models()] if status.ok else []
-    except Exception as exc:  # health must never break the page
+    except Exception as exc:  # noqa: BLE001 - health must never break the page
         return Health(False, kind, str(exc)), []
     return status, names
 

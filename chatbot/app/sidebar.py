@@ -37,8 +37,13 @@ def render(engine: ChatEngine) -> int | None:
 
 def _session_actions(engine: ChatEngine, session_id: int) -> None:
     chat = engine.store.get_session(session_id)
+    state, key = st.session_state, f"title_{session_id}"
+    if key not in state or state.get(f"_{key}_shown") != chat.title:
+        # a keyed widget ignores a changed value=, so refresh it when the title changes elsewhere
+        # (the first message names the session); else renaming would restore the stale title
+        state[key] = state[f"_{key}_shown"] = chat.title
     with st.expander("대화 관리"):
-        title = st.text_input("대화 이름", value=chat.title, key=f"title_{session_id}")
+        title = st.text_input("대화 이름", key=key)
         if st.button("이름 바꾸기", key=f"rename_{session_id}"):
             try:
                 engine.store.rename_session(session_id, title)

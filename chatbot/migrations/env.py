@@ -1,9 +1,9 @@
 """Alembic environment: always run with a connection handed in by chatbot.store."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 from chatbot import models  # noqa: F401  (registers the tables on the metadata)
-from sqlmodel import SQLModel
 
 connection = context.config.attributes["connection"]
 context.configure(

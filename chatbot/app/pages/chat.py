@@ -1,5 +1,3 @@
-import streamlit as st
-
 from chatbot.app import chat_view, context, sidebar
 
 engine = context.engine()
