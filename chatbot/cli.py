@@ -71,6 +71,7 @@ def run(
         sys.executable, "-m", "streamlit", "run", str(APP_FILE),
         "--server.port", str(port), "--server.address", host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "minimal",
     ]
     typer.echo(f"Polaris: http://{host}:{port}", err=True)
     os.execv(sys.executable, args)

@@ -35,7 +35,7 @@ def store() -> Store:
 
 
 def app() -> AppTest:
-    return AppTest.from_file(str(APP), default_timeout=30)
+    return AppTest.from_file(str(APP), default_timeout=120)
 
 
 def run(at: AppTest) -> AppTest:
@@ -251,6 +251,25 @@ def test_resume_other_session(scripted, store):
     assert "둘째 대화 질문" not in shown
     assert first.title in [h.value for h in at.header]
     assert at.text_input(key=f"title_{first.id}").value == first.title
+
+
+def test_reload_resumes_the_session_named_in_the_url(scripted, store):
+    at = new_app_with_session("다시 열 목표")
+    send(at, "새로고침 전에 한 말")
+    chat = only_session(store)
+    assert at.query_params["session"] == str(chat.id)
+
+    reloaded = app()  # a new browser session, as after a page reload
+    reloaded.query_params["session"] = str(chat.id)
+    run(reloaded)
+    assert chat.title in [h.value for h in reloaded.header]
+    assert "새로고침 전에 한 말" in page_text(reloaded)
+
+    stale = app()
+    stale.query_params["session"] = "999"  # a deleted or unknown session: start page, no error
+    run(stale)
+    assert not stale.exception and not stale.error
+    assert "새 토론 시작" in [h.value for h in stale.header]
 
 
 @pytest.mark.parametrize("text", ["   ", "\n\t "])

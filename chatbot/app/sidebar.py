@@ -10,13 +10,15 @@ from serving.settings import STRATEGIES
 def render(engine: ChatEngine) -> int | None:
     """Draw the sidebar; returns the selected session id (None: start a new one)."""
     state = st.session_state
+    if "session_id" not in state:  # a new browser session: resume what the URL names
+        state.session_id = _session_from_url()
     with st.sidebar:
         st.title("⭐ Polaris 북극성")
         if st.button("＋ 새 대화", use_container_width=True, key="new_session"):
             state.session_id = None
         sessions = engine.store.list_sessions()
         ids = [s.id for s in sessions]
-        if state.get("session_id") not in ids:
+        if state.session_id not in ids:
             state.session_id = None
         if sessions:
             titles = {s.id: f"{s.title} · {s.messages}" for s in sessions}
@@ -32,7 +34,21 @@ def render(engine: ChatEngine) -> int | None:
         if state.session_id is not None:
             _session_actions(engine, state.session_id)
         _model_picker(engine)
+    _session_to_url(state.session_id)
     return state.session_id
+
+
+def _session_from_url() -> int | None:
+    value = st.query_params.get("session", "")
+    return int(value) if value.isdigit() else None
+
+
+def _session_to_url(session_id: int | None) -> None:
+    """Keep the open session in the URL, so a reload or a shared link resumes it."""
+    if session_id is None:
+        st.query_params.pop("session", None)
+    elif st.query_params.get("session") != str(session_id):
+        st.query_params["session"] = str(session_id)
 
 
 def _session_actions(engine: ChatEngine, session_id: int) -> None:
