@@ -323,3 +323,22 @@ def test_model_picker_health(scripted):
     assert any("사용할 수 없음" in p and "POLARIS_OLLAMA_HOST" in p for p in problems), problems
     assert not at.warning
     assert at.sidebar.text_input(key="model").value == ""  # no model list without a server
+
+
+def test_paced_joins_pieces_and_closes_the_source_when_stopped():
+    from chatbot.app.chat_view import paced
+
+    assert list(paced(["가", "나", "다"], every_s=3600)) == ["가나다"]
+    assert list(paced(["가", "나"], every_s=0)) == ["가", "나"]
+    closed = []
+
+    def source():
+        try:
+            yield from ["하나", "둘", "셋"]
+        finally:
+            closed.append(True)
+
+    stream = paced(source(), every_s=0)
+    assert next(stream) == "하나"
+    stream.close()  # what Streamlit's stop button does to the generator
+    assert closed == [True]
