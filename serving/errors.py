@@ -1,5 +1,8 @@
 """One error hierarchy for every backend. Messages say what went wrong and what to do."""
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 
 class PolarisError(Exception):
     """Base class for errors a user can act on; the message carries the fix."""
@@ -35,3 +38,21 @@ class BackendBusy(BackendError):
 
 class PromptTooLong(BackendError):
     """The prompt does not fit in the model's context window."""
+
+
+@contextmanager
+def translated(mapper: Callable[[Exception], BackendError | None]) -> Iterator[None]:
+    """Re-raise a client library's exception as the BackendError `mapper` makes of it.
+
+    The original is dropped (`from None`): it may carry server text with credentials.
+    Exceptions the mapper does not know (None) pass through unchanged.
+    """
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        mapped = mapper(exc)
+        if mapped is None:
+            raise
+        raise mapped from None

@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from threading import Event
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +16,7 @@ from serving.errors import (
     BackendUnavailable,
     ModelNotFound,
     PolarisError,
+    translated,
 )
 from serving.lazy import require
 from serving.types import (
@@ -236,18 +236,9 @@ class OllamaBackend:
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
-    @contextmanager
     def _translate_errors(self):
         """Turn client and transport errors into Polaris errors that say what to do."""
-        try:
-            yield
-        except BackendError:
-            raise
-        except Exception as exc:
-            mapped = self._map_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from None  # the original may carry server text with secrets
+        return translated(self._map_error)
 
     def _map_error(self, exc: Exception) -> BackendError | None:
         host = self._shown_host

@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from threading import Event
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from serving.errors import (
     ModelNotFound,
     PolarisError,
     PromptTooLong,
+    translated,
 )
 from serving.lazy import require
 from serving.types import (
@@ -189,18 +189,9 @@ class OpenAIBackend:
         # Very short keys ("x") would mangle messages and are not secrets anyway.
         return text.replace(self._api_key, "***") if len(self._api_key) >= 4 else text
 
-    @contextmanager
     def _translate_errors(self):
-        """Turn `openai` exceptions into Polaris errors that say what to do."""
-        try:
-            yield
-        except BackendError:
-            raise
-        except Exception as exc:
-            mapped = self._map_error(exc)
-            if mapped is None:
-                raise
-            raise mapped from None  # the original may carry request details
+        """Turn client and transport errors into Polaris errors that say what to do."""
+        return translated(self._map_error)
 
     def _map_error(self, exc: Exception) -> BackendError | None:
         openai = _openai()
