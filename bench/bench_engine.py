@@ -11,7 +11,7 @@ from pathlib import Path
 
 from llama_cpp import Llama  # the baseline: llama-cpp-python's own token loop
 
-from chatbot.persona import load_personas
+from serving.persona import load_personas
 from chatbot.prompting import build_messages
 from serving.embedded import EmbeddedBackend
 from serving.types import GenerationOptions

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from chatbot.persona import Persona, PersonaError
+from serving.persona import Persona, PersonaError
 
 SPEC = "chara_card_v2"
 SPEC_VERSION = "2.0"

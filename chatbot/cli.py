@@ -51,7 +51,7 @@ def _store():
 
 
 def _write_or_print(text: str, out: Path | None) -> None:
-    from chatbot.files import atomic_write_text
+    from serving.files import atomic_write_text
 
     if out is None:
         sys.stdout.write(text)
@@ -147,7 +147,7 @@ def personas_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
 
 
 def _engine_personas():
-    from chatbot.persona import load_all_personas
+    from serving.persona import load_all_personas
 
     settings = _settings()
     return load_all_personas(settings.personas_dir, settings.data_dir)
@@ -165,7 +165,7 @@ def _persona(persona_id: str):
 def personas_show(persona_id: Annotated[str, typer.Argument(metavar="ID")],
                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one card."""
-    from chatbot.persona import dump_persona
+    from serving.persona import dump_persona
 
     persona = _persona(persona_id)
     if as_json:
@@ -192,7 +192,7 @@ def personas_import(
 ) -> None:
     """Import a Character Card V2 JSON file (or one of our YAML cards)."""
     from chatbot.charcard import read_card
-    from chatbot.persona import load_persona, save_persona
+    from serving.persona import load_persona, save_persona
 
     settings = _settings()
     persona = load_persona(file) if file.suffix in (".yaml", ".yml") else read_card(file)
@@ -268,8 +268,8 @@ def doctor() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 2 with one line on bad input, 1 on other failures."""
-    from chatbot.persona import PersonaError
     from chatbot.store import NotFound
+    from serving.persona import PersonaError
 
     try:
         result = app(args=argv, prog_name="polaris", standalone_mode=False)

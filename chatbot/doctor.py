@@ -37,7 +37,7 @@ def _database(settings: Settings) -> Check:
 
 
 def _personas(settings: Settings) -> Check:
-    from chatbot.persona import load_all_personas
+    from serving.persona import load_all_personas
 
     try:
         personas = load_all_personas(settings.personas_dir, settings.data_dir)

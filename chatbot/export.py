@@ -4,8 +4,8 @@ import json
 from typing import Any
 
 from chatbot.models import ChatMessage, ChatSession
-from chatbot.persona import Persona
 from chatbot.store import Store
+from serving.persona import Persona
 
 STATUS_LABELS = {"interrupted": "중단됨", "error": "오류"}
 

@@ -9,7 +9,7 @@ finetuned  a persona model with a one-line prompt (+ North Star)
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chatbot.persona import Example, Persona
+from serving.persona import Example, Persona
 from serving.settings import STRATEGIES
 from serving.types import Message
 

@@ -7,8 +7,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from chatbot.persona import load_all_personas
 from chatbot.store import Store
+from serving.persona import load_all_personas
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "chatbot" / "app" / "main.py"

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from chatbot.charcard import from_card, read_card, to_card
-from chatbot.persona import (
+from serving.persona import (
     SHIPPED_DIR,
     PersonaError,
     load_all_personas,

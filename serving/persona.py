@@ -6,10 +6,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from chatbot.files import atomic_write_text
 from serving.errors import PolarisError
+from serving.files import atomic_write_text
 
-SHIPPED_DIR = Path(__file__).parent / "personas"
+# The product's cards live with the chatbot package; serving and training read them as data.
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "chatbot" / "personas"
 SLUG = r"^[a-z0-9][a-z0-9-]{0,62}$"
 # The starting critics in the order the product introduces them; other cards follow by name.
 STARTING_ORDER = ("team-lead", "retired-developer", "pessimistic-jobseeker", "late-relative",
