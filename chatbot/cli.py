@@ -3,13 +3,14 @@
 import json
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
-from serving.errors import PolarisError
+from serving.errors import InvalidInput, PolarisError
 
 app = typer.Typer(
     name="polaris", help="Polaris (북극성): rehearse a big decision against critic personas.",
@@ -19,12 +20,15 @@ personas_app = typer.Typer(help="Critic persona cards.", no_args_is_help=True)
 sessions_app = typer.Typer(help="Stored debate sessions.", no_args_is_help=True)
 app.add_typer(personas_app, name="personas")
 app.add_typer(sessions_app, name="sessions")
+# Other packages add command groups (e.g. training's `polaris data`) through entry points, so
+# the product does not import them.
+for _plugin in entry_points(group="polaris.commands"):
+    app.add_typer(_plugin.load(), name=_plugin.name)
 
 APP_FILE = Path(__file__).parent / "app" / "main.py"
 
 
-class BadInput(PolarisError):
-    """Input the user must fix (exit code 2)."""
+BadInput = InvalidInput
 
 
 def _settings():
@@ -268,8 +272,6 @@ def doctor() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: exit 2 with one line on bad input, 1 on other failures."""
-    from chatbot.store import NotFound
-    from serving.persona import PersonaError
 
     try:
         result = app(args=argv, prog_name="polaris", standalone_mode=False)
@@ -281,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:
         _fail("aborted", 1)
-    except (BadInput, PersonaError, NotFound, ValueError) as exc:
+    except (InvalidInput, ValueError) as exc:
         _fail(str(exc), 2)
     except PolarisError as exc:
         _fail(str(exc), 1)

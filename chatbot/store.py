@@ -21,7 +21,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine, select
 
 from chatbot.models import MESSAGE_STATUSES, ChatMessage, ChatSession, Goal, utcnow
-from serving.errors import PolarisError
+from serving.errors import InvalidInput, PolarisError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -30,7 +30,7 @@ class StoreError(PolarisError):
     """The database cannot be opened or written; the message says what to do."""
 
 
-class NotFound(PolarisError):
+class NotFound(InvalidInput):
     """A session, goal or message id that does not exist."""
 
 

@@ -8,6 +8,10 @@ class PolarisError(Exception):
     """Base class for errors a user can act on; the message carries the fix."""
 
 
+class InvalidInput(PolarisError):
+    """Input the user must fix: a bad argument, file or id (the CLI exits with code 2)."""
+
+
 class MissingDependency(PolarisError):
     """An optional package is not installed."""
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from serving.errors import PolarisError
+from serving.errors import InvalidInput
 from serving.files import atomic_write_text
 
 # The product's cards live with the chatbot package; serving and training read them as data.
@@ -17,7 +17,7 @@ STARTING_ORDER = ("team-lead", "retired-developer", "pessimistic-jobseeker", "la
                   "calm-realist")
 
 
-class PersonaError(PolarisError):
+class PersonaError(InvalidInput):
     """A persona card is malformed; the message names the file, line and field."""
 
 

@@ -143,3 +143,19 @@ def test_doctor_fails_when_the_configured_model_is_missing(capsys, tmp_path, mon
     monkeypatch.setenv("POLARIS_MODEL", str(tmp_path / "missing.gguf"))
     code, out, _ = polaris(capsys, "doctor")
     assert code == 1 and "[FAIL] backend embedded" in out and "make models" in out
+
+
+def test_data_validate_and_stats(capsys, tmp_path):
+    good = tmp_path / "chat.jsonl"
+    good.write_text(json.dumps({"messages": [{"role": "user", "content": "안녕"},
+                                             {"role": "assistant", "content": "왜 왔어?"}]},
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+    code, out, err = polaris(capsys, "data", "validate", str(good))
+    assert code == 0 and "1 chat records, ok" in out and "at least 200" in err
+    code, out, _ = polaris(capsys, "data", "stats", str(good), "--json")
+    stats = json.loads(out)
+    assert code == 0 and stats["records"] == 1 and stats["reply_register"] == {"반말": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "x"}]}\n', encoding="utf-8")
+    code, _, err = polaris(capsys, "data", "validate", str(bad))
+    assert code == 2 and err.startswith(f"polaris: error: {bad}:1: ")

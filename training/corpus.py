@@ -1,8 +1,83 @@
 """The persona corpus in training/data/: where each file lives and how the split is made.
 
-    python -m training.corpus split     merge critics/<id>.new.jsonl (if any) and the card
-                                        examples into <id>.train.jsonl / <id>.heldout.jsonl
+    python -m training.corpus split   merge critics/<id>.new.jsonl (new conversations, if any)
+                                      and the card's examples into <id>.train.jsonl and
+                                      <id>.heldout.jsonl; a conversation's side of the split
+                                      depends only on its first user message
 """
 
+import json
+import sys
+from pathlib import Path
 
-from chatbot_free_personas import load_card  # noqa: F401  (placeholder, replaced below)
+from serving.files import atomic_write_text
+from serving.persona import STARTING_ORDER, Persona, load_personas
+from training.formats import ChatRecord, load
+from training.quality import split_heldout
+
+DATA = Path(__file__).parent / "data"
+CRITICS = DATA / "critics"
+PREFERENCES = DATA / "preferences"
+JUDGE_SET = DATA / "judge" / "debates.jsonl"
+MENU = DATA / "menu"
+CARD_TOPIC = "카드 예시"  # conversations that are the persona card's few-shot examples
+
+
+def train_path(persona_id: str) -> Path:
+    return CRITICS / f"{persona_id}.train.jsonl"
+
+
+def heldout_path(persona_id: str) -> Path:
+    return CRITICS / f"{persona_id}.heldout.jsonl"
+
+
+def opening(record: ChatRecord) -> str:
+    """The first user message: what makes a conversation distinct (and picks its split)."""
+    return next(m.content for m in record.messages if m.role == "user")
+
+
+def card_conversations(persona: Persona) -> list[ChatRecord]:
+    """The card's few-shot examples as single-turn conversations (always in train)."""
+    return [
+        ChatRecord(id=f"{persona.id}-card-{i:02d}", topic=CARD_TOPIC, messages=[
+            {"role": "system", "content": persona.system_prompt},
+            {"role": "user", "content": example.user},
+            {"role": "assistant", "content": example.assistant},
+        ])
+        for i, example in enumerate(persona.examples, start=1)
+    ]
+
+
+def _read(path: Path) -> list[ChatRecord]:
+    return list(load(path, expect="chat").records) if path.exists() else []
+
+
+def split(persona: Persona) -> tuple[int, int]:
+    """Rebuild the train/held-out files of one critic; returns their sizes."""
+    new = CRITICS / f"{persona.id}.new.jsonl"
+    records = [r for r in _read(train_path(persona.id)) + _read(heldout_path(persona.id))
+               if r.topic != CARD_TOPIC]
+    records += _read(new)
+    records += card_conversations(persona)
+    train, heldout = split_heldout(records, key=opening,
+                                   keep_in_train=lambda r: r.topic == CARD_TOPIC)
+    for path, part in ((train_path(persona.id), train), (heldout_path(persona.id), heldout)):
+        atomic_write_text(path, "".join(
+            json.dumps(r.model_dump(exclude_none=True), ensure_ascii=False) + "\n" for r in part))
+    new.unlink(missing_ok=True)
+    return len(train), len(heldout)
+
+
+def main(argv: list[str]) -> int:
+    if argv != ["split"]:
+        print(__doc__, file=sys.stderr)
+        return 2
+    personas = load_personas()
+    for persona_id in STARTING_ORDER:
+        train, heldout = split(personas[persona_id])
+        print(f"{persona_id}: {train} train, {heldout} held out")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serving.errors import PolarisError
+from serving.errors import InvalidInput
 
 MIN_ADVISED = 200  # fewer examples than this rarely teaches a style (see README)
 Text = Field(min_length=1)
 
 
-class DataError(PolarisError):
+class DataError(InvalidInput):
     """A dataset file is malformed; the message names file:line and the field."""
 
 
