@@ -119,8 +119,13 @@ def render(records: list[dict[str, Any]], out: Path) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def write(records: list[dict[str, Any]], out: Path, fmt: str) -> None:
-    """Write `records` of format `fmt` to `out` atomically (container by suffix, see render)."""
+def check_out(out: Path, fmt: str) -> None:
+    """Refuse an OUT that cannot hold `fmt` (call before any slow work)."""
     if Path(out).suffix.lower() == ".csv" and fmt != "chat":
         raise InvalidInput(f"{out}: only chat records can be written as CSV; use .jsonl or .json")
+
+
+def write(records: list[dict[str, Any]], out: Path, fmt: str) -> None:
+    """Write `records` of format `fmt` to `out` atomically (container by suffix, see render)."""
+    check_out(out, fmt)
     atomic_write_text(Path(out), render(records, out))

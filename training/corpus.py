@@ -4,16 +4,19 @@
                                       and the card's examples into <id>.train.jsonl and
                                       <id>.heldout.jsonl; a conversation's side of the split
                                       depends only on its first user message
+    python -m training.corpus report  the datasheet's numbers as a Markdown table
 """
 
 import json
+import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 
 from serving.files import atomic_write_text
 from serving.persona import STARTING_ORDER, Persona, load_personas
 from training.formats import ChatRecord, load
-from training.quality import split_heldout
+from training.quality import register_report, split_heldout
 
 DATA = Path(__file__).parent / "data"
 CRITICS = DATA / "critics"
@@ -68,7 +71,38 @@ def split(persona: Persona) -> tuple[int, int]:
     return len(train), len(heldout)
 
 
+def report() -> str:
+    """Per-critic counts, reply length and register rate, as the datasheet shows them."""
+    personas = load_personas()
+    rows = [("| critic | train | held out | multi-turn | critic turns | mean reply chars "
+            "| register rate | preference pairs |"), "|---|---|---|---|---|---|---|---|"]
+    for pid in STARTING_ORDER:
+        train = load(train_path(pid), expect="chat").records
+        heldout = load(heldout_path(pid), expect="chat").records
+        records = train + heldout
+        replies = [m.content for r in records for m in r.messages if m.role == "assistant"]
+        multi = sum(sum(m.role == "assistant" for m in r.messages) >= 2 for r in records)
+        pairs = load(PREFERENCES / f"{pid}.jsonl", expect="preference").records
+        rate = register_report(replies + [p.chosen for p in pairs], personas[pid].speech).rate
+        rows.append(f"| {pid} | {len(train)} | {len(heldout)} | {multi} | {len(replies)} "
+                    f"| {statistics.mean(map(len, replies)):.0f} | {rate:.1%} | {len(pairs)} |")
+    debates = load(JUDGE_SET, expect="debate").records
+    by_quality = Counter(d.quality for d in debates)
+    scores = {q: statistics.mean(label.score for d in debates if d.quality == q
+                                 for label in d.labels.values()) for q in by_quality}
+    rows += ["", f"judge set: {len(debates)} debates, "
+             + ", ".join(f"{q} {by_quality[q]} (mean score {scores[q]:.0f})"
+                         for q in ("weak", "mixed", "strong") if q in by_quality)]
+    menu = load(MENU / "conversations.jsonl", expect="chat").records
+    seeds = load(MENU / "seed_tasks.jsonl", expect="seed").records
+    rows.append(f"menu assistant: {len(menu)} conversations, {len(seeds)} seed tasks")
+    return "\n".join(rows)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["report"]:
+        print(report())
+        return 0
     if argv != ["split"]:
         print(__doc__, file=sys.stderr)
         return 2

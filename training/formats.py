@@ -12,6 +12,7 @@ Every problem is reported as `file:line: field 'x': what is wrong`.
 """
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -235,7 +236,7 @@ def _read_json_array(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any
 
 
 def _read_csv(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # keeps quoted line breaks
     missing = {"C_ID", "role", "content"} - set(reader.fieldnames or [])
     if missing:
         raise DataError(f"{path}:1: CSV header lacks {', '.join(sorted(missing))} "
