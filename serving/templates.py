@@ -14,8 +14,12 @@ from serving.types import Message
 
 @dataclass(frozen=True)
 class Segment:
+    """A piece of the prompt. `role` is the message it belongs to (None for turn headers),
+    which is how training masks everything but the assistant's own words."""
+
     text: str
     special: bool = False
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,15 @@ class ChatTemplate:
         turns = _fold_system(messages) if not self.has_system_role else list(messages)
         segments = [Segment(self.bos, special=True)] if self.bos else []
         for message in turns:
-            segments += self._turn_header(message["role"])
-            segments.append(Segment(message["content"]))
-            segments.append(Segment(self.turn_end, special=True))
+            role = message["role"]
+            segments += self._turn_header(role)
+            segments.append(Segment(message["content"], role=role))
+            segments.append(Segment(self.turn_end, special=True, role=role))
             if self.after_turn:
-                segments.append(Segment(self.after_turn))
+                segments.append(Segment(self.after_turn, role=role))
         if add_generation_prompt:
             segments += self._turn_header("assistant")
-        return _merge(segments)
+        return _nonempty(segments)
 
     def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         return "".join(s.text for s in self.render(messages, add_generation_prompt))
@@ -71,15 +76,16 @@ class MistralTemplate(ChatTemplate):
         last_user = max((i for i, m in enumerate(turns) if m["role"] == "user"), default=-1)
         segments = [Segment(self.bos, special=True)]
         for i, message in enumerate(turns):
-            content = message["content"]
-            if message["role"] == "user":
+            content, role = message["content"], message["role"]
+            if role == "user":
                 if i == last_user and system:
                     content = f"{system}\n\n{content}"
-                segments += [Segment("[INST]", special=True), Segment(f" {content} ")]
+                segments += [Segment("[INST]", special=True), Segment(f" {content} ", role=role)]
                 segments.append(Segment("[/INST]", special=True))
             else:
-                segments += [Segment(f" {content}"), Segment(self.turn_end, special=True)]
-        return _merge(segments)
+                segments += [Segment(f" {content}", role=role),
+                             Segment(self.turn_end, special=True, role=role)]
+        return _nonempty(segments)
 
 
 def _fold_system(messages: Sequence[Message]) -> list[Message]:
@@ -93,17 +99,11 @@ def _fold_system(messages: Sequence[Message]) -> list[Message]:
     return turns  # type: ignore[return-value]
 
 
-def _merge(segments: list[Segment]) -> list[Segment]:
-    """Join neighbouring plain segments so text is tokenized in one piece."""
-    merged: list[Segment] = []
-    for seg in segments:
-        if not seg.text:
-            continue
-        if merged and not seg.special and not merged[-1].special:
-            merged[-1] = Segment(merged[-1].text + seg.text)
-        else:
-            merged.append(seg)
-    return merged
+def _nonempty(segments: list[Segment]) -> list[Segment]:
+    """Drop empty pieces. Neighbouring text is deliberately not joined: each message's words
+    are tokenized on their own, exactly as a reply is generated after its turn header, so
+    training and inference see the same token ids."""
+    return [seg for seg in segments if seg.text]
 
 
 GEMMA3 = ChatTemplate(
