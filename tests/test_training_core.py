@@ -1,5 +1,7 @@
 """Training building blocks that need no model: configs, and records to token ids."""
 
+from typing import ClassVar
+
 import pytest
 
 from serving.templates import get_template
@@ -42,7 +44,7 @@ class CharTokenizer:
     """Stands in for a HF tokenizer: one id per character, specials from a fixed table."""
 
     unk_token_id = 0
-    specials = {"<bos>": 1, "<start_of_turn>": 2, "<end_of_turn>": 3}
+    specials: ClassVar[dict[str, int]] = {"<bos>": 1, "<start_of_turn>": 2, "<end_of_turn>": 3}
 
     def convert_tokens_to_ids(self, token):
         return self.specials.get(token, self.unk_token_id)
