@@ -23,7 +23,10 @@ app.add_typer(sessions_app, name="sessions")
 # Other packages add command groups (e.g. training's `polaris data`) through entry points, so
 # the product does not import them.
 for _plugin in entry_points(group="polaris.commands"):
-    app.add_typer(_plugin.load(), name=_plugin.name)
+    try:
+        app.add_typer(_plugin.load(), name=_plugin.name)
+    except ImportError as _exc:  # a broken plugin must not take the whole CLI down
+        sys.stderr.write(f"polaris: warning: `polaris {_plugin.name}` is unavailable: {_exc}\n")
 
 APP_FILE = Path(__file__).parent / "app" / "main.py"
 

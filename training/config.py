@@ -34,6 +34,7 @@ class TrainConfig(BaseModel):
     template: str | None = Field(None, description="chat template family; default from the base")
     data: list[str] = Field(min_length=1, description="chat JSONL (sft) or preference JSONL (dpo)")
     personas_dir: str | None = Field(None, description="cards for preference prompts (dpo)")
+    init_adapter: str | None = Field(None, description="SFT run dir (or adapter) to start from (dpo)")
     output_dir: str
     quantization: Literal["none", "qlora"] = "none"
     lora: LoraConfig = Field(default_factory=LoraConfig)

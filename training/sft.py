@@ -102,12 +102,25 @@ def train_sft(config: TrainConfig) -> Path:
         data_collator=PadCollator(tokenizer.pad_token_id),
         callbacks=[LossLogger(Path(config.output_dir) / "history.csv")],
     )
+    return run_and_save(trainer, tokenizer, config, folder, template.family, len(examples),
+                        dropped)
+
+
+def run_and_save(trainer: Any, tokenizer: Any, config: TrainConfig, folder: str, family: str,
+                 examples: int, dropped: int) -> Path:
+    """Train (resuming from the newest checkpoint), then save the adapter, run.json and the
+    loss plot; returns the adapter folder. Shared by SFT and DPO."""
     resume = newest_checkpoint(config.output_dir) if config.resume else None
-    trainer.train(resume_from_checkpoint=resume)
+    result = trainer.train(resume_from_checkpoint=resume)
     adapter = Path(config.output_dir) / "adapter"
-    trainer.model.save_pretrained(adapter)
+    if not trainer.is_world_process_zero():  # under `accelerate launch` one process writes
+        return adapter
+    # only the trained adapter: DPO keeps a frozen copy named "ref" beside it
+    trainer.model.save_pretrained(adapter, selected_adapters=["default"])
     tokenizer.save_pretrained(adapter)
-    _write_run_info(config, folder, template.family, len(examples), dropped)
+    _write_run_info(config, folder, family, examples, dropped,
+                    steps=trainer.state.global_step,
+                    train_seconds=round(result.metrics.get("train_runtime", 0.0), 1))
     plot_history(Path(config.output_dir) / "history.csv", Path(config.output_dir) / "loss.png")
     return adapter
 
@@ -129,8 +142,8 @@ class PadCollator:
 
 
 def _write_run_info(config: TrainConfig, folder: str, family: str, examples: int,
-                    dropped: int) -> None:
+                    dropped: int, **extra: Any) -> None:
     info = {"config": config.model_dump(), "base_folder": folder, "template": family,
-            "examples": examples, "dropped_too_long": dropped}
+            "examples": examples, "dropped_too_long": dropped, **extra}
     (Path(config.output_dir) / "run.json").write_text(
         json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
