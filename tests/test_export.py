@@ -15,6 +15,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from transformers import AutoTokenizer
 
 from chatbot.cli import main
+from serving.embedded import EmbeddedBackend
 from serving.errors import InvalidInput
 from serving.templates import FAMILIES
 from tests.tiny import train_tiny_run
@@ -121,6 +122,14 @@ def test_runtime_lora_on_the_base_gguf_matches_the_merged_export(trained, export
     scale = np.abs(merged).max()
     assert np.abs(with_lora - merged).max() / scale < 1e-2
     assert np.abs(plain - merged).max() / scale > 1e-2  # the adapter did change the model
+    # the embedded backend wires POLARIS_LORA_PATH through to llama.cpp the same way
+    embedded = EmbeddedBackend(base, lora_path=adapter, template="gemma3", n_ctx=256,
+                               n_threads=1).load().llm
+    embedded.reset()
+    embedded.eval(ids)
+    # without logits_all, llama-cpp-python keeps only the context's last logits row
+    last = np.ctypeslib.as_array(embedded._ctx.get_logits(), shape=(embedded.n_vocab(),))
+    assert np.abs(last - with_lora[-1]).max() / scale < 1e-3
 
 
 def fake_base_gguf(path: Path, tokens: int) -> Path:
