@@ -6,21 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.cli import main
 from chatbot.store import Store
+from tests.cli import polaris
 
 ASK = "더이상 회사에 못있겠어. 나만의 회사를 차릴거야."
 JSON_KEYS = {"reply", "persona", "session_id", "backend", "model", "strategy", "tokens", "ttft_s",
              "tok_per_s", "stop_reason"}
 
-
-def polaris(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.model

@@ -6,9 +6,9 @@ from itertools import permutations
 
 import pytest
 
-from chatbot.cli import main
 from serving.errors import InvalidInput
 from serving.persona import load_personas
+from tests.cli import polaris
 from tests.scripted import ScriptedBackend
 from training.convert import convert
 from training.formats import DataError, load
@@ -43,14 +43,6 @@ def jsonl(path, records):
 def records_of(path):
     return [r.model_dump(exclude_none=True) for r in load(path).records]
 
-
-def polaris(capsys, *args):
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- convert -------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import numpy as np
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from transformers import AutoTokenizer
 
-from chatbot.cli import main
 from serving.embedded import EmbeddedBackend
 from serving.errors import InvalidInput
 from serving.templates import FAMILIES
+from tests.cli import polaris
 from tests.tiny import train_tiny_run
 from training import converter, export, verify
 
@@ -172,7 +172,7 @@ def test_missing_converter_names_make_converter(trained, tmp_path, monkeypatch, 
     monkeypatch.setenv(converter.ENV, str(tmp_path / "nowhere"))
     with pytest.raises(converter.ConverterMissing, match="make converter"):
         converter.find_llama_cpp()
-    code, _, err = _polaris(capsys, "export", "gguf", str(trained), "--out",
+    code, _, err = polaris(capsys, "export", "gguf", str(trained), "--out",
                             str(tmp_path / "out"))
     assert code == 1 and "make converter" in err
     assert not (tmp_path / "out").exists()  # failed before any work
@@ -193,7 +193,7 @@ def test_push_to_hub_without_a_token_says_to_set_hf_token(trained, tmp_path, mon
                                                           capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
-    code, _, err = _polaris(capsys, "export", "gguf", str(trained), "--out",
+    code, _, err = polaris(capsys, "export", "gguf", str(trained), "--out",
                             str(tmp_path / "out"), "--push-to-hub", "someone/tiny")
     assert code == 2 and "set HF_TOKEN" in err
     assert not (tmp_path / "out").exists()
@@ -247,14 +247,6 @@ def test_report_fails_loudly_when_a_gated_check_fails(tmp_path):
     assert "| m.gguf | token_parity | FAIL | 10/11 strings identical |" in \
         (tmp_path / "report.md").read_text(encoding="utf-8")
 
-
-def _polaris(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow
