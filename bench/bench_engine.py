@@ -11,9 +11,9 @@ from pathlib import Path
 
 from llama_cpp import Llama  # the baseline: llama-cpp-python's own token loop
 
-from serving.persona import load_personas
-from chatbot.prompting import build_messages
 from serving.embedded import EmbeddedBackend
+from serving.persona import load_personas
+from serving.prompting import build_messages
 from serving.types import GenerationOptions
 
 ASK = "더이상 회사에 못있겠어. 나만의 회사를 차릴거야."

@@ -97,7 +97,7 @@ def chat(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Say MESSAGE to a critic and print the reply as it streams."""
-    from chatbot.prompting import GoalCard
+    from serving.prompting import GoalCard
 
     engine = _engine()
     engine.persona(persona)

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from chatbot.models import ChatMessage, ChatSession
-from chatbot.prompting import GoalCard, build_messages, trim_history
 from chatbot.store import Store
 from serving.backend import ChatBackend, create_backend
 from serving.persona import Persona, PersonaError, load_all_personas
+from serving.prompting import GoalCard, build_messages, trim_history
 from serving.settings import STRATEGIES, Settings
 from serving.types import GenerationOptions, Message, Stats
 

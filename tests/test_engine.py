@@ -3,9 +3,9 @@ import threading
 import pytest
 
 from chatbot.engine import MAX_USER_CHARS, ChatEngine, clean_user_text
-from chatbot.prompting import GoalCard
 from serving.errors import BackendError
 from serving.persona import PersonaError
+from serving.prompting import GoalCard
 from tests.scripted import ScriptedBackend
 
 

@@ -1,7 +1,7 @@
 import pytest
 
-from chatbot.prompting import GoalCard, build_messages, trim_history
 from serving.persona import load_personas
+from serving.prompting import GoalCard, build_messages, trim_history
 from serving.templates import FAMILIES, get_template
 
 PERSONA = load_personas()["retired-developer"]

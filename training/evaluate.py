@@ -29,6 +29,7 @@ from serving.embedded import EmbeddedBackend
 from serving.errors import InvalidInput
 from serving.files import atomic_write_text
 from serving.persona import STARTING_ORDER, Persona, load_personas
+from serving.prompting import build_messages
 from serving.templates import ChatTemplate, detect_family, get_template
 from serving.types import GenerationOptions, Message
 from training.corpus import heldout_path
@@ -96,18 +97,8 @@ def heldout_conversations(persona: Persona, path: Path | None = None) -> list[li
 
 
 def strategy_messages(persona: Persona, strategy: str, question: str) -> list[Message]:
-    """The prompt of one comparison strategy (the finetuned one uses the short prompt)."""
-    user: Message = {"role": "user", "content": question}
-    if strategy == "plain":
-        return [user]
-    if strategy == "finetuned":
-        return [{"role": "system", "content": persona.short_prompt()}, user]
-    messages: list[Message] = [{"role": "system", "content": persona.system_prompt}]
-    if strategy == "fewshot":
-        for example in persona.examples:
-            messages += [{"role": "user", "content": example.user},
-                         {"role": "assistant", "content": example.assistant}]
-    return messages + [user]
+    """The prompt of one comparison strategy, built exactly as the chat engine builds it."""
+    return build_messages(strategy, persona, [Message(role="user", content=question)])
 
 
 # -- measurements ----------------------------------------------------------------------------

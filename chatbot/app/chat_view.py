@@ -8,8 +8,8 @@ import streamlit as st
 from chatbot.app import context
 from chatbot.engine import ChatEngine
 from chatbot.models import ChatMessage
-from chatbot.prompting import GoalCard
 from serving.errors import PolarisError
+from serving.prompting import GoalCard
 
 MAX_CRITICS = 4
 
