@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from serving.errors import InvalidInput, PolarisError
 
@@ -31,18 +30,12 @@ for _plugin in entry_points(group="polaris.commands"):
 APP_FILE = Path(__file__).parent / "app" / "main.py"
 
 
-BadInput = InvalidInput
 
 
 def _settings():
-    from serving.settings import Settings
+    from serving.settings import load_settings
 
-    try:
-        return Settings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        raise BadInput(f"setting POLARIS_{field.upper()}: {error['msg']}") from None
+    return load_settings()
 
 
 def _engine():
@@ -163,7 +156,7 @@ def _engine_personas():
 def _persona(persona_id: str):
     personas = _engine_personas()
     if persona_id not in personas:
-        raise BadInput(
+        raise InvalidInput(
             f"unknown persona {persona_id!r}: choose one of {', '.join(personas)}")
     return personas[persona_id]
 
@@ -204,7 +197,7 @@ def personas_import(
     settings = _settings()
     persona = load_persona(file) if file.suffix in (".yaml", ".yml") else read_card(file)
     if persona.id in _engine_personas() and not force:
-        raise BadInput(f"a persona with id {persona.id!r} already exists: use --force to replace it")
+        raise InvalidInput(f"a persona with id {persona.id!r} already exists: use --force to replace it")
     path = save_persona(persona, settings.personas_dir or settings.data_dir / "personas")
     typer.echo(f"imported {persona.id} ({persona.name}) into {path}")
 
@@ -246,7 +239,7 @@ def sessions_export(
     from chatbot.export import session_json, session_markdown
 
     if fmt not in ("md", "json"):
-        raise BadInput(f"unknown format {fmt!r}: use md or json")
+        raise InvalidInput(f"unknown format {fmt!r}: use md or json")
     store = _store()
     text = (session_json(store, session_id) if fmt == "json"
             else session_markdown(store, session_id, _engine_personas()))

@@ -1,9 +1,8 @@
 """All configuration in one place: environment variables with prefix POLARIS_, or a .env file."""
 
-from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_GGUF = "gemma-3-270m-q4_k_m.gguf"
@@ -74,6 +73,14 @@ class Settings(BaseSettings):
         return path
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+def load_settings() -> Settings:
+    """The settings, or InvalidInput naming the POLARIS_ variable at fault and why."""
+    from serving.errors import InvalidInput
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]).upper() if error["loc"] else "?"
+        raise InvalidInput(f"setting POLARIS_{field}: {error['msg']}") from None
+

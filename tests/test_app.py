@@ -342,3 +342,9 @@ def test_paced_joins_pieces_and_closes_the_source_when_stopped():
     assert next(stream) == "하나"
     stream.close()  # what Streamlit's stop button does to the generator
     assert closed == [True]
+
+
+def test_bad_setting_is_shown_with_the_variable_to_fix(scripted, monkeypatch):
+    monkeypatch.setenv("POLARIS_N_CTX", "lots")
+    at = run(app())
+    assert [e for e in errors(at) if "POLARIS_N_CTX" in e and ".env" in e]

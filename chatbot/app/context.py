@@ -1,12 +1,11 @@
 """Process-wide objects for the UI: one engine per configuration, backend health."""
 
 import streamlit as st
-from pydantic import ValidationError
 
 from chatbot.engine import ChatEngine
 from serving.backend import available_backends
-from serving.errors import PolarisError
-from serving.settings import Settings
+from serving.errors import InvalidInput, PolarisError
+from serving.settings import Settings, load_settings
 from serving.types import Health
 
 AVATARS = {
@@ -27,11 +26,9 @@ USER_BACKENDS = ("embedded", "ollama", "openai")
 
 def settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]).upper() if error["loc"] else "?"
-        st.error(f"설정 오류 POLARIS_{field}: {error['msg']} — 환경 변수나 .env 파일을 고쳐 주세요.")
+        return load_settings()
+    except InvalidInput as exc:
+        st.error(f"설정 오류 — {exc}. 환경 변수나 .env 파일을 고쳐 주세요.")
         st.stop()
 
 
