@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_GGUF = "gemma-3-270m-q4_k_m.gguf"
+DEFAULT_LORA = "critics-lora.gguf"  # the shipped critics adapter, trained on DEFAULT_GGUF
 STRATEGIES = ("plain", "system", "fewshot", "finetuned")
 
 
@@ -23,10 +24,13 @@ class Settings(BaseSettings):
 
     backend: str = Field("embedded", description="embedded | ollama | openai")
     model: str = Field(DEFAULT_GGUF, description="GGUF file (embedded) or model name (others).")
-    strategy: str = "system"
+    strategy: str = Field("auto", description="plain | system | fewshot | finetuned | auto "
+                          "(finetuned on the embedded model with its adapter, else system)")
 
     # embedded (llama.cpp in process)
-    lora_path: Path | None = None
+    lora_path: Path | None = Field(None, description="A GGUF LoRA for the embedded model.")
+    default_lora: bool = Field(True, description="Apply the shipped critics adapter "
+                               "(models_dir/critics-lora.gguf) to the default model.")
     chat_template: str | None = Field(None, description="gemma3 | llama3 | chatml | mistral")
     n_ctx: int = Field(4096, ge=256, le=1_048_576)
     n_threads: int | None = Field(None, ge=1)
@@ -52,8 +56,9 @@ class Settings(BaseSettings):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGIES:
-            raise ValueError(f"unknown strategy {value!r}: use one of {', '.join(STRATEGIES)}")
+        if value not in (*STRATEGIES, "auto"):
+            raise ValueError(f"unknown strategy {value!r}: use one of {', '.join(STRATEGIES)} "
+                             f"or auto")
         return value
 
     @field_validator("chat_template")
@@ -64,6 +69,26 @@ class Settings(BaseSettings):
         if value and value not in FAMILIES:
             raise ValueError(f"unknown chat template {value!r}: use one of {', '.join(FAMILIES)}")
         return value or None
+
+    def resolve_lora_path(self, model: str | None = None) -> Path | None:
+        """The adapter for an embedded model: POLARIS_LORA_PATH, else the shipped critics
+        adapter when the model is the shipped base (it fits no other model)."""
+        if self.lora_path:
+            return self.lora_path
+        shipped = self.models_dir / DEFAULT_LORA
+        if (self.default_lora and self.resolve_model_path(model).name == DEFAULT_GGUF
+                and shipped.is_file()):
+            return shipped
+        return None
+
+    def default_strategy(self, backend: str | None = None, model: str | None = None) -> str:
+        """The configured strategy; `auto` is finetuned where a persona adapter is loaded."""
+        if self.strategy != "auto":
+            return self.strategy
+        kind = backend or self.backend
+        if kind == "embedded" and self.resolve_lora_path(model) is not None:
+            return "finetuned"
+        return "system"
 
     def resolve_model_path(self, model: str | None = None) -> Path:
         """A GGUF name or path as a path: bare names are looked up in models_dir."""

@@ -89,6 +89,16 @@ def test_perplexity_equals_brute_force_from_llama_cpp_logits(tiny):
     assert ours == pytest.approx(brute, abs=1e-4)
 
 
+def test_heldout_conversations_start_with_the_chosen_system_prompt(tiny):
+    card = load_personas(tiny["root"] / "personas")[PID]
+    path = tiny["root"] / "heldout" / f"{PID}.heldout.jsonl"
+    short = evaluate.heldout_conversations(card, path)
+    full = evaluate.heldout_conversations(card, path, prompt="card")
+    assert short[0][0] == {"role": "system", "content": card.short_prompt()}
+    assert full[0][0] == {"role": "system", "content": "넌 은퇴한 개발자야. 반말로 말해."}
+    assert short[0][1:] == full[0][1:] == CONVERSATIONS[0]
+
+
 def _config(tiny, **kw) -> evaluate.EvalConfig:
     return evaluate.EvalConfig(**{
         "model": tiny["base"], "personas": [PID], "limit": 1, "max_tokens": 8, "n_ctx": 512,

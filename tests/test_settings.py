@@ -4,7 +4,7 @@ from pydantic import ValidationError
 from serving.backend import create_backend
 from serving.errors import MissingDependency
 from serving.lazy import require
-from serving.settings import DEFAULT_GGUF, Settings
+from serving.settings import DEFAULT_GGUF, DEFAULT_LORA, Settings
 
 
 def test_defaults_are_offline_and_embedded(monkeypatch, tmp_path):
@@ -49,6 +49,23 @@ def test_paths_resolve_bare_names_into_the_models_folder(tmp_path):
     assert settings.resolve_model_path("x.gguf") == tmp_path / "x.gguf"
     assert settings.resolve_model_path("/abs/y.gguf").as_posix() == "/abs/y.gguf"
     assert settings.resolve_model_path("sub/z.gguf").as_posix() == "sub/z.gguf"
+
+
+def test_the_shipped_adapter_applies_only_to_the_shipped_model(tmp_path):
+    lora = tmp_path / DEFAULT_LORA
+    settings = Settings(models_dir=tmp_path)
+    assert settings.resolve_lora_path() is None  # not there: the bare base model
+    assert settings.default_strategy() == "system"
+    lora.write_bytes(b"GGUF")
+    assert settings.resolve_lora_path() == lora
+    assert settings.default_strategy() == "finetuned"
+    assert settings.resolve_lora_path("other-model.gguf") is None
+    assert settings.default_strategy("embedded", "other-model.gguf") == "system"
+    assert settings.default_strategy("ollama", "gemma3-critic") == "system"
+    assert Settings(models_dir=tmp_path, default_lora=False).resolve_lora_path() is None
+    mine = tmp_path / "mine.gguf"
+    assert Settings(models_dir=tmp_path, lora_path=mine).resolve_lora_path("x.gguf") == mine
+    assert Settings(models_dir=tmp_path, strategy="fewshot").default_strategy() == "fewshot"
 
 
 def test_unknown_backend_kind_lists_the_known_ones():

@@ -151,6 +151,32 @@ def test_preference_pairs_are_tokenized_like_the_embedded_backend(workspace):
         assert full.count(bos) == 1 and full[0] == bos
 
 
+def test_short_system_prompt_swaps_each_card_prompt_for_its_one_line(workspace):
+    from training.sft import load_records
+
+    config = load_config(workspace / "sft.yaml",
+                         [f"personas_dir={workspace / 'cards'}", "system_prompt=short"])
+    records = load_records(config)
+    assert records[0].messages[0].content == "당신은 테스터입니다. 검증 담당"
+    assert [m.content for m in records[0].messages[1:]] == [m["content"] for m in CHATS[0][1:]]
+    assert records[1].messages[0].role == "user"  # no system prompt: nothing to swap
+    card = load_config(workspace / "sft.yaml", [f"personas_dir={workspace / 'cards'}"])
+    assert load_records(card)[0].messages[0].content == "너는 팀장이다."
+
+
+def test_short_system_prompt_names_the_line_of_an_unknown_prompt(workspace, tmp_path):
+    from training.formats import DataError
+    from training.sft import load_records
+
+    data = write_jsonl(tmp_path / "odd.jsonl", [
+        {"messages": CHATS[1]},
+        {"messages": [{"role": "system", "content": "너는 누구냐"}, *CHATS[0][1:]]}])
+    config = load_config(workspace / "sft.yaml", [
+        f"data=[{data}]", f"personas_dir={workspace / 'cards'}", "system_prompt=short"])
+    with pytest.raises(DataError, match=r"odd.jsonl:2: field 'messages\[0\].content'"):
+        load_records(config)
+
+
 @pytest.fixture(scope="module")
 def dpo_run(workspace, sft_run) -> Path:
     from training.dpo import build_trainer
@@ -184,6 +210,9 @@ def test_dpo_continues_the_sft_adapter_and_trains_on_our_ids(workspace, sft_run,
     # the reference is the SFT adapter (TRL's frozen "ref" copy), so the policy equals it at
     # step 1 and the loss is exactly log 2; against the bare base it would be ~0.687 here
     assert float(rows[0]["loss"]) == pytest.approx(math.log(2), abs=1e-6)
+    # TRL's reward metrics go to the CSV too; at step 1 the margin is exactly zero
+    assert float(rows[0]["rewards/margins"]) == pytest.approx(0.0, abs=1e-6)
+    assert {"rewards/chosen", "rewards/rejected", "rewards/accuracies"} <= set(rows[0])
 
 
 def test_a_second_run_resumes_from_the_newest_checkpoint(workspace, dpo_run):

@@ -33,7 +33,10 @@ class TrainConfig(BaseModel):
     base_model: str = Field(description="HF folder, hub id, or a .gguf file")
     template: str | None = Field(None, description="chat template family; default from the base")
     data: list[str] = Field(min_length=1, description="chat JSONL (sft) or preference JSONL (dpo)")
-    personas_dir: str | None = Field(None, description="cards for preference prompts (dpo)")
+    personas_dir: str | None = Field(None, description="persona cards (default: the shipped critics)")
+    system_prompt: Literal["card", "short"] = Field(
+        "card", description="card: the data's persona system prompts as they are; short: the "
+        "card's one-line prompt instead (the `finetuned` strategy), ~3x fewer tokens per example")
     init_adapter: str | None = Field(None, description="SFT run dir (or adapter) to start from (dpo)")
     output_dir: str
     quantization: Literal["none", "qlora"] = "none"

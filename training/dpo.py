@@ -24,9 +24,11 @@ from training.sft import detect_template, load_model, lora_config, run_and_save,
 
 
 def system_prompts(config: TrainConfig) -> dict[str, str]:
-    """Persona id -> card system prompt (the configured cards, else the shipped critics)."""
+    """Persona id -> the system prompt to train with (the configured cards, else the shipped
+    critics): the card's full prompt, or its one-line prompt when system_prompt is short."""
     directory = Path(config.personas_dir) if config.personas_dir else None
-    return {pid: p.system_prompt for pid, p in load_personas(directory).items()}
+    return {pid: p.short_prompt() if config.system_prompt == "short" else p.system_prompt
+            for pid, p in load_personas(directory).items()}
 
 
 def encode_pair(tokenizer: Any, template: ChatTemplate, system: str | None,

@@ -39,16 +39,23 @@ def persona(
                                                 help="CPU threads for llama.cpp.")] = None,
     template: Annotated[str | None, typer.Option(
         "--template", help="Chat template family (default: detected from the GGUF).")] = None,
+    prompt: Annotated[str, typer.Option(
+        "--prompt", help="System prompt for perplexity and generation: short (the card's "
+                         "one-line prompt, as the shipped adapter was trained) or card.")]
+    = "short",
 ) -> None:
     """Perplexity (base vs tuned), register/stop rates and the strategy comparison table."""
     from serving.persona import STARTING_ORDER
     from training.evaluate import EvalConfig, evaluate, summary_table, write_report
 
+    if prompt not in ("short", "card"):
+        raise typer.BadParameter(f"{prompt!r}: use short or card", param_hint="--prompt")
     ids = [p.strip() for p in personas.split(",") if p.strip()] if personas else []
     config = EvalConfig(model=model, lora=lora, personas=ids or list(STARTING_ORDER),
                         limit=limit, ppl_limit=ppl_limit, max_tokens=max_tokens,
                         temperature=temperature, seed=seed, compare_persona=compare_persona,
-                        n_ctx=n_ctx, threads=threads, template=template)
+                        n_ctx=n_ctx, threads=threads, template=template,
+                        prompt=prompt)
     report = evaluate(config)
     json_path, md_path = write_report(report, out)
     typer.echo(summary_table(report))

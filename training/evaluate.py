@@ -81,15 +81,18 @@ def turn_nlls(llm: Any, ids: Sequence[int], turns: Sequence[Sequence[int]]) -> l
 
 # -- data ------------------------------------------------------------------------------------
 
-def heldout_conversations(persona: Persona, path: Path | None = None) -> list[list[Message]]:
-    """Held-out conversations with the card's system prompt first (as trained)."""
+def heldout_conversations(persona: Persona, path: Path | None = None,
+                          prompt: str = "short") -> list[list[Message]]:
+    """Held-out conversations with the persona's system prompt first: the card's full prompt
+    (`card`) or its one-line prompt (`short`, what the shipped adapter was trained with)."""
     path = path or heldout_path(persona.id)
     if not path.is_file():
         raise InvalidInput(f"held-out file {path} does not exist: run "
                            f"`python -m training.corpus split` first")
     conversations = []
     for record in load(path, expect="chat").records:
-        messages: list[Message] = [{"role": "system", "content": persona.system_prompt}]
+        system = persona.short_prompt() if prompt == "short" else persona.system_prompt
+        messages: list[Message] = [{"role": "system", "content": system}]
         messages += [{"role": m.role, "content": m.content} for m in record.messages
                      if m.role != "system"]
         conversations.append(messages)
@@ -119,6 +122,7 @@ class EvalConfig:
     template: str | None = None  # chat template family (default: detected from the GGUF)
     personas_dir: Path | None = None
     heldout_dir: Path | None = None
+    prompt: str = "short"  # system prompt for perplexity and generation: short | card
 
 
 def _check_files(config: EvalConfig) -> None:
@@ -131,7 +135,7 @@ def _check_files(config: EvalConfig) -> None:
 
 def _heldout(config: EvalConfig, persona: Persona) -> list[list[Message]]:
     path = config.heldout_dir / f"{persona.id}.heldout.jsonl" if config.heldout_dir else None
-    return heldout_conversations(persona, path)
+    return heldout_conversations(persona, path, config.prompt)
 
 
 def perplexity(config: EvalConfig, personas: dict[str, Persona], lora: Path | None,
@@ -258,7 +262,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                      "temperature": config.temperature, "seed": config.seed,
                      "compare_persona": config.compare_persona, "n_ctx": config.n_ctx,
                      "threads": config.threads or 1,
-                     "template": config.template},
+                     "template": config.template, "prompt": config.prompt},
         "machine": platform.platform(),
     }
     started = time.perf_counter()
@@ -336,6 +340,10 @@ def comparison_table(report: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+_PROMPTS = {"short": "card's one-line prompt (what the adapter was trained with)",
+            "card": "card's full system prompt"}
+
+
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     lora = f" + `{Path(report['lora']).name}`" if report["lora"] else " (no adapter: base only)"
@@ -346,8 +354,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['limit']} generations per critic."), "",
         "## Perplexity and generation", "",
         ("Perplexity: exp of the mean per-turn NLL of the critics' held-out replies (+ end of "
-        "turn) under the card's system prompt; reduction = 1 - tuned/base. Register: share of "
-        "replies ending in the card's register; stop: share ending by themselves."), "",
+        f"turn) under the {_PROMPTS[s.get('prompt', 'short')]}, the same for base and tuned; "
+        "reduction = 1 - tuned/base. Register: share of replies ending in the card's register; "
+        "stop: share ending by themselves."), "",
         summary_table(report), "",
         f"## Comparison ({report['comparison']['persona']})", "",
         ("plain = the question alone; system = the card's system prompt; fewshot = system "

@@ -6,6 +6,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 
+REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+
 class LossLogger(TrainerCallback):
     """Appends step, loss, learning rate (and any DPO reward metrics) to a CSV file."""
 
@@ -18,6 +21,7 @@ class LossLogger(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         row = {"step": state.global_step, "loss": logs["loss"],
                "learning_rate": logs.get("learning_rate")}
+        row |= {key: logs[key] for key in REWARDS if key in logs}
         new = not self.path.exists()
         with self.path.open("a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any
 
 from serving.lazy import require
+from serving.persona import load_personas
 from serving.templates import get_template
 from training.base import load_tokenizer, resolve_base
 from training.config import TrainConfig
 from training.examples import encode_all
-from training.formats import load
+from training.formats import ChatRecord, DataError, load
 from training.history import LossLogger, plot_history
 
 
@@ -82,6 +83,34 @@ def newest_checkpoint(output_dir: str) -> str | None:
     return str(checkpoints[-1]) if checkpoints else None
 
 
+def load_records(config: TrainConfig) -> list[ChatRecord]:
+    """Every configured conversation; with system_prompt=short each persona card's system
+    prompt is replaced by the card's one-line prompt (a system prompt that is no card's is an
+    error naming file:line)."""
+    shorten = {}
+    if config.system_prompt == "short":
+        directory = Path(config.personas_dir) if config.personas_dir else None
+        shorten = {p.system_prompt.strip(): p.short_prompt()
+                   for p in load_personas(directory).values()}
+    records = []
+    for path in config.data:
+        dataset = load(path, expect="chat")
+        for line, record in zip(dataset.lines, dataset.records, strict=True):
+            first = record.messages[0]
+            if shorten and first.role == "system":
+                short = shorten.get(first.content.strip())
+                if short is None:
+                    raise DataError(
+                        f"{path}:{line}: field 'messages[0].content': system_prompt=short needs "
+                        f"the system prompt of a persona card, and this one is no card's; use "
+                        f"system_prompt=card or set personas_dir to the cards the data was made with"
+                    )
+                record = record.model_copy(update={"messages": [
+                    first.model_copy(update={"content": short}), *record.messages[1:]]})
+            records.append(record)
+    return records
+
+
 def train_sft(config: TrainConfig) -> Path:
     """Train and save the adapter to output_dir/adapter; returns that folder."""
     trl = require("trl", package="trl", extra="training", purpose="Training")
@@ -89,7 +118,7 @@ def train_sft(config: TrainConfig) -> Path:
     folder = resolve_base(config.base_model)
     tokenizer = load_tokenizer(folder)
     template = get_template(detect_template(folder, config.template))
-    records = [r for path in config.data for r in load(path, expect="chat").records]
+    records = load_records(config)
     examples, dropped = encode_all(tokenizer, template, records, config.max_length)
     if not examples:
         raise ValueError("no example fits max_length: raise max_length or check the data")
