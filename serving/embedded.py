@@ -6,6 +6,8 @@ from threads of one process).
 """
 
 import codecs
+import functools
+import json
 import os
 import threading
 import time
@@ -81,7 +83,7 @@ class EmbeddedBackend:
     def from_settings(cls, settings: "Settings", model: str | None = None) -> "EmbeddedBackend":
         return cls(
             settings.resolve_model_path(model),
-            lora_path=settings.lora_path,
+            lora_path=settings.resolve_lora_path(model),
             template=settings.chat_template,
             n_ctx=settings.n_ctx,
             n_threads=settings.n_threads,
@@ -204,6 +206,7 @@ class EmbeddedBackend:
             temp=options.temperature,
             repeat_penalty=options.repeat_penalty,
             reset=True,
+            grammar=json_grammar(options.json_schema),
         )
         try:
             for token in tokens:
@@ -276,7 +279,29 @@ class EmbeddedBackend:
                 f"model file {self.model_path} is missing: run `make models` or set POLARIS_MODEL",
                 names,
             )
-        return Health(True, self.kind, f"llama.cpp, {self.model_path.name}", names)
+        if self.lora_path and not self.lora_path.is_file():
+            return Health(False, self.kind, f"LoRA adapter {self.lora_path} is missing: fix or "
+                          f"unset POLARIS_LORA_PATH", names)
+        adapter = f" + {self.lora_path.name}" if self.lora_path else ""
+        return Health(True, self.kind, f"llama.cpp, {self.model_path.name}{adapter}", names)
+
+
+def json_grammar(schema: dict | None):
+    """A llama.cpp grammar that only admits JSON matching `schema` (None: no constraint)."""
+    if schema is None:
+        return None
+    return _grammar(json.dumps(schema, sort_keys=True, ensure_ascii=False))
+
+
+@functools.lru_cache(maxsize=32)
+def _grammar(schema_json: str):
+    try:
+        return _llama_cpp().LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise BackendError(
+            f"llama.cpp cannot turn this JSON schema into a grammar ({exc}): "
+            f"simplify the schema (objects, arrays, enums, strings, integers)"
+        ) from None
 
 
 class StopMatcher:

@@ -1,10 +1,12 @@
 """ChatBackend over an Ollama server (local, remote or behind a tunnel with basic auth)."""
 
+import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from threading import Event
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -40,12 +42,53 @@ def _ollama():
     return require("ollama", package="ollama", extra="ollama", purpose="The Ollama backend")
 
 
+# ngrok's free tier answers browsers with an HTML interstitial unless this header is sent; any
+# other server ignores it.
+TUNNEL_HEADERS = {"ngrok-skip-browser-warning": "1"}
+
+
 def _display_host(host: str) -> str:
     """The host without any user:password@ part, fit for messages."""
     parts = urlsplit(host)
     if "@" not in parts.netloc:
         return host
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def split_credentials(host: str) -> tuple[str, str | None, str | None]:
+    """`https://user:pass@host` as (`https://host`, user, pass), percent-decoded; the official
+    client drops the user:pass part of a host, so it travels as basic auth instead."""
+    parts = urlsplit(host if "://" in host else f"http://{host}")
+    if "@" not in parts.netloc:
+        return host, None, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=hostport))
+    return clean, unquote(username) or None, unquote(password) or None
+
+
+def iter_ndjson(pieces: Iterable[str]) -> Iterator[dict]:
+    """JSON objects from an NDJSON stream however its text arrives: split across reads, several
+    in one read, or run together without a newline (some proxies merge chunks). A complete line
+    that is not JSON raises ValueError at once; an incomplete one waits for more text."""
+    decoder = json.JSONDecoder()
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        while buffer := buffer.lstrip():
+            try:
+                value, end = decoder.raw_decode(buffer)
+            except json.JSONDecodeError:
+                if "\n" in buffer:  # JSON lines hold no raw newline: this one is broken
+                    raise
+                break
+            if not isinstance(value, dict):
+                raise ValueError(  # noqa: TRY004 - bad input from the wire, like bad JSON
+                    f"expected a JSON object per line, got {type(value).__name__}")
+            buffer = buffer[end:]
+            yield value
+    if buffer.strip():
+        json.loads(buffer)  # raises: the stream ended inside a line
 
 
 def ollama_options(options: GenerationOptions, num_ctx: int) -> dict[str, Any]:
@@ -84,15 +127,16 @@ class OllamaBackend:
         username: str | None = None,
         password: str | SecretStr | None = None,
     ):
+        host, url_username, url_password = split_credentials(host)
         self.host = host
         self.model = model
         self.keep_alive = keep_alive
         self.num_ctx = num_ctx
         self.timeout = timeout
-        self.username = username
+        self.username = username or url_username
         if isinstance(password, SecretStr):
             password = password.get_secret_value()
-        self._password = password or None
+        self._password = password or url_password or None
         self._client_instance = None
 
     @classmethod
@@ -113,7 +157,9 @@ class OllamaBackend:
 
     def _client(self):
         if self._client_instance is None:
-            kwargs: dict[str, Any] = {"host": self.host, "timeout": self.timeout}
+            kwargs: dict[str, Any] = {
+                "host": self.host, "timeout": self.timeout, "headers": TUNNEL_HEADERS,
+            }
             if self.username or self._password:
                 kwargs["auth"] = (self.username or "", self._password or "")
             self._client_instance = _ollama().Client(**kwargs)
@@ -135,13 +181,15 @@ class OllamaBackend:
         pieces = 0
         final = None
         with self._translate_errors():
-            parts = self._client().chat(
-                model=self.model,
-                messages=[{"role": m["role"], "content": m["content"]} for m in messages],
-                stream=True,
-                options=ollama_options(options, self.num_ctx),
-                keep_alive=self.keep_alive,
-            )
+            request = {
+                "model": self.model,
+                "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+                "stream": True,
+                "options": ollama_options(options, self.num_ctx),
+                "keep_alive": self.keep_alive,
+                **({"format": options.json_schema} if options.json_schema else {}),
+            }
+            parts = self._chat_parts(request)
             try:
                 for part in parts:
                     text = part.message.content if part.message else None
@@ -163,6 +211,21 @@ class OllamaBackend:
                 "the server may have restarted: try again"
             )
         yield Chunk(done=True, stats=self._stats(final, pieces, started, first_at, end))
+
+    def _chat_parts(self, request: dict) -> Iterator[Any]:
+        """POST /api/chat on the official client's HTTP connection (its host, auth, headers),
+        parsing the NDJSON reply with iter_ndjson: the client's own reader fails when a proxy
+        merges lines. Closing this generator closes the response, which stops generation."""
+        ollama = _ollama()
+        http = self._client()._client
+        with http.stream("POST", "/api/chat", json=request) as response:
+            if response.is_error:
+                response.read()
+                raise ollama.ResponseError(response.text, response.status_code)
+            for part in iter_ndjson(response.iter_text()):
+                if part.get("error"):
+                    raise ollama.ResponseError(str(part["error"]))
+                yield ollama.ChatResponse(**part)
 
     def _stats(self, final, pieces: int, started: float, first_at: float | None, end: float):
         if final is None:
@@ -214,16 +277,65 @@ class OllamaBackend:
         except BackendError:  # an old server or a proxy without /api/ps: report nothing loaded
             return set()
 
+    def version(self) -> str:
+        """The server's version (GET /api/version)."""
+        with self._translate_errors():
+            # ollama-python has no version() call; /api/version is the documented endpoint.
+            reply = self._client()._request_raw("GET", "/api/version").json()
+        return str(reply.get("version", "?")) if isinstance(reply, dict) else "?"
+
+    # -- registration (serving/registry_ollama.py) ------------------------------------------
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the server already holds the file with this sha256 digest (HEAD)."""
+        try:
+            with self._translate_errors():
+                self._client()._request_raw("HEAD", f"/api/blobs/{digest}")
+        except ModelNotFound:  # our 404 mapping; for a blob it only means "not uploaded yet"
+            return False
+        return True
+
+    def push_blob(self, path: Path) -> str:
+        """Upload a file as a blob; its digest."""
+        with self._translate_errors():
+            return self._client().create_blob(path)
+
+    def create_model(self, name: str, on_status: Callable[[str], None], **request: Any) -> None:
+        """POST /api/create (streamed), calling on_status with each status line."""
+        with self._translate_errors():
+            for update in self._client().create(model=name, stream=True, **request):
+                if update.status:
+                    on_status(update.status)
+
+    def model_digest(self, name: str) -> str | None:
+        """The digest of the server's model `name` (None: not there)."""
+        with self._translate_errors():
+            listed = self._client().list().models
+        return next((m.digest for m in listed if m.model == _with_tag(name)), None)
+
+    def for_model(self, model: str) -> "OllamaBackend":
+        """The same server and credentials, another model."""
+        return OllamaBackend(self.host, model, keep_alive=self.keep_alive, num_ctx=self.num_ctx,
+                             timeout=self.timeout, username=self.username,
+                             password=self._password)
+
+    def show(self, name: str | None = None) -> dict:
+        """The server's record of a model (POST /api/show) as JSON: template, system,
+        parameters, details (the client's ShowResponse has no `system`)."""
+        with self._translate_errors():
+            reply = self._client()._request_raw(
+                "POST", "/api/show", json={"model": name or self.model}).json()
+        if not isinstance(reply, dict):
+            raise ValueError("/api/show did not answer a JSON object")  # noqa: TRY004
+        return reply
+
     def health(self) -> Health:
         """Reachable, which version, which models; never raises."""
         try:
-            with self._translate_errors():
-                # ollama-python has no version() call; /api/version is the documented endpoint.
-                reply = self._client()._request_raw("GET", "/api/version").json()
+            version = self.version()
             names = tuple(m.name for m in self.models())
         except PolarisError as exc:
             return Health(False, self.kind, str(exc))
-        version = reply.get("version", "?") if isinstance(reply, dict) else "?"
         detail = f"Ollama {version} at {self._shown_host} with {len(names)} model(s)"
         if _with_tag(self.model) not in {_with_tag(n) for n in names}:
             detail += f"; model {self.model!r} is not pulled: run `ollama pull {self.model}`"
@@ -282,4 +394,9 @@ class OllamaBackend:
                 "set POLARIS_OLLAMA_USERNAME / POLARIS_OLLAMA_PASSWORD"
             )
         where = "" if status < 0 else f" (HTTP {status})"
+        if "loras are not yet implemented" in message.lower():
+            return BackendError(
+                f"Ollama at {host} cannot apply a LoRA ADAPTER to this model{where}: {message}; "
+                "register a merged GGUF instead (`polaris export gguf RUN_DIR`)"
+            )
         return BackendError(f"Ollama at {host} failed{where}: {message}")

@@ -35,6 +35,10 @@ class ChatTemplate:
     after_turn: str  # plain text after turn_end
     stop: tuple[str, ...]  # special tokens that end generation
     has_system_role: bool = True
+    # The same markup as an Ollama Modelfile TEMPLATE (Go text/template over .Messages). It
+    # renders exactly render_text() without the BOS, which Ollama's tokenizer adds itself;
+    # tests/test_modelfile.py pins both to the same literal prompts.
+    ollama_template: str = ""
 
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> list[Segment]:
         """Segments of the prompt; the system message is folded into the first user turn
@@ -106,6 +110,47 @@ def _nonempty(segments: list[Segment]) -> list[Segment]:
     return [seg for seg in segments if seg.text]
 
 
+# Ollama hands a .Messages template every message (consecutive ones of the same role merged
+# with a blank line) and .System, all system messages joined by a blank line.
+_GEMMA3_GO = """{{- $folded := not $.System }}
+{{- range .Messages }}
+{{- if eq .Role "user" }}<start_of_turn>user
+{{ if not $folded }}{{ $.System }}
+
+{{ end }}{{ .Content }}<end_of_turn>
+{{ $folded = true }}
+{{- else if eq .Role "assistant" }}
+{{- if not $folded }}<start_of_turn>user
+{{ $.System }}<end_of_turn>
+{{ $folded = true }}
+{{- end }}<start_of_turn>model
+{{ .Content }}<end_of_turn>
+{{ end }}
+{{- end }}
+{{- if not $folded }}<start_of_turn>user
+{{ $.System }}<end_of_turn>
+{{ end }}<start_of_turn>model
+"""
+_LLAMA3_GO = """{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>
+
+{{ .Content }}<|eot_id|>
+{{- end }}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+_CHATML_GO = """{{- range .Messages }}<|im_start|>{{ .Role }}
+{{ .Content }}<|im_end|>
+{{ end }}<|im_start|>assistant
+"""
+_MISTRAL_GO = """{{- $lastUser := -1 }}
+{{- range $i, $m := .Messages }}{{ if eq $m.Role "user" }}{{ $lastUser = $i }}{{ end }}{{ end }}
+{{- range $i, $m := .Messages }}
+{{- if eq $m.Role "user" }}[INST] {{ if and (eq $i $lastUser) $.System }}{{ $.System }}
+
+{{ end }}{{ $m.Content }} [/INST]
+{{- else if eq $m.Role "assistant" }} {{ $m.Content }}</s>
+{{- end }}
+{{- end }}"""
+
 GEMMA3 = ChatTemplate(
     family="gemma3",
     bos="<bos>",
@@ -116,6 +161,7 @@ GEMMA3 = ChatTemplate(
     after_turn="\n",
     stop=("<end_of_turn>", "<eos>"),
     has_system_role=False,
+    ollama_template=_GEMMA3_GO,
 )
 LLAMA3 = ChatTemplate(
     family="llama3",
@@ -126,6 +172,7 @@ LLAMA3 = ChatTemplate(
     header_sep="\n\n",
     after_turn="",
     stop=("<|eot_id|>", "<|end_of_text|>"),
+    ollama_template=_LLAMA3_GO,
 )
 CHATML = ChatTemplate(
     family="chatml",
@@ -136,6 +183,7 @@ CHATML = ChatTemplate(
     header_sep="\n",
     after_turn="\n",
     stop=("<|im_end|>", "<|endoftext|>"),
+    ollama_template=_CHATML_GO,
 )
 MISTRAL = MistralTemplate(
     family="mistral",
@@ -147,6 +195,7 @@ MISTRAL = MistralTemplate(
     after_turn="",
     stop=("</s>",),
     has_system_role=False,
+    ollama_template=_MISTRAL_GO,
 )
 
 FAMILIES: dict[str, ChatTemplate] = {t.family: t for t in (GEMMA3, LLAMA3, CHATML, MISTRAL)}

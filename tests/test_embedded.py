@@ -102,6 +102,15 @@ def test_missing_model_file_says_how_to_get_one(tmp_path):
         backend.complete([{"role": "user", "content": "hi"}])
 
 
+def test_health_names_the_adapter_or_says_it_is_missing(model_path, tmp_path):
+    adapter = tmp_path / "critics-lora.gguf"
+    missing = EmbeddedBackend(model_path, lora_path=adapter).health()
+    assert not missing.ok and "POLARIS_LORA_PATH" in missing.detail
+    adapter.write_bytes(b"GGUF")
+    assert EmbeddedBackend(model_path, lora_path=adapter).health().detail.endswith(
+        "+ critics-lora.gguf")
+
+
 def test_engine_streams_and_stores_a_real_reply(settings, model_path):
     engine = ChatEngine(settings)
     chat = engine.start_session(["retired-developer"], backend="embedded")

@@ -100,6 +100,8 @@ def test_modelfile_points_at_the_quantized_file_with_the_templates_stops(exporte
     assert "FROM ./tiny-q8_0.gguf\n" in text
     assert 'PARAMETER stop "<end_of_turn>"\n' in text and 'PARAMETER stop "<eos>"\n' in text
     assert "PARAMETER num_ctx 512\n" in text  # capped at the model's context
+    template = FAMILIES["gemma3"].ollama_template
+    assert f'TEMPLATE """{template}"""\n' in text  # the Go template proven equal to ours
 
 
 def test_gguf_carries_our_template_and_the_control_tokens(exported):

@@ -1,6 +1,7 @@
 """OllamaBackend against a local HTTP server that speaks Ollama's REST API (docs/api.md)."""
 
 import base64
+import itertools
 import json
 import socket
 import threading
@@ -11,7 +12,7 @@ from werkzeug import Request, Response
 
 from serving.backend import create_backend
 from serving.errors import BackendBusy, BackendError, BackendUnavailable, ModelNotFound
-from serving.ollama_backend import OllamaBackend
+from serving.ollama_backend import OllamaBackend, iter_ndjson
 from serving.settings import Settings
 from serving.types import GenerationOptions
 
@@ -95,9 +96,11 @@ def test_stream_sends_the_documented_chat_request(httpserver, backend):
             "num_ctx": 2048,
         },
         "keep_alive": "10m",
-        "tools": [],  # the official client always sends it
     }
-    httpserver.expect_oneshot_request("/api/chat", method="POST", json=expected).respond_with_data(
+    httpserver.expect_oneshot_request(
+        "/api/chat", method="POST", json=expected,
+        headers={"ngrok-skip-browser-warning": "1", "Content-Type": "application/json"},
+    ).respond_with_data(
         ndjson(piece("글쎄"), piece("요, "), piece("팀장으로서"), done_line("stop", eval_count=5)),
         content_type=NDJSON,
     )
@@ -466,3 +469,121 @@ def test_cancel_set_before_the_call_sends_nothing(httpserver, backend):
 
     assert len(chunks) == 1 and chunks[0].stats.stop_reason == "cancelled"
     assert httpserver.log == []
+
+
+# -- NDJSON as proxies deliver it --------------------------------------------------------------
+
+def test_lines_merged_split_and_padded_by_a_proxy_still_parse(httpserver, backend):
+    lines = [piece("하나"), piece("둘"), piece("셋"), done_line(eval_count=3)]
+    text = "".join(json.dumps(line, ensure_ascii=False) for line in lines[:2])  # no newline
+    text += "\r\n\n" + json.dumps(lines[2], ensure_ascii=False) + "\n" + json.dumps(lines[3])
+    raw = text.encode()
+
+    def chunked(request: Request) -> Response:
+        # cut the bytes at awkward places: inside objects and inside a Korean character
+        cuts = [0, 7, 40, 41, 95, raw.index("셋".encode()) + 1, len(raw)]
+        return Response((raw[a:b] for a, b in itertools.pairwise(cuts)), content_type=NDJSON)
+
+    httpserver.expect_oneshot_request("/api/chat").respond_with_handler(chunked)
+
+    chunks = list(backend.stream(MESSAGES))
+
+    assert [c.text for c in chunks[:-1]] == ["하나", "둘", "셋"]
+    assert chunks[-1].done and chunks[-1].stats.completion_tokens == 3
+
+
+def test_iter_ndjson_yields_each_object_as_soon_as_it_is_complete():
+    pieces = iter(['{"a": 1}{"b"', ': 2}\n', '   \n{"c": [1, ', '2]}'])
+    parsed = iter_ndjson(pieces)
+
+    assert next(parsed) == {"a": 1}
+    assert next(parsed) == {"b": 2}
+    assert next(parsed) == {"c": [1, 2]}
+    assert list(parsed) == []
+
+
+@pytest.mark.parametrize("pieces", [
+    ['<html><body>ngrok</body></html>\n{"a": 1}\n'],  # a complete line that is not JSON
+    ['{"a": 1}\n{"b": '],  # the stream ends inside a line
+    ['[1, 2]\n'],  # JSON, but not an object
+])
+def test_iter_ndjson_refuses_what_is_not_ndjson(pieces):
+    with pytest.raises(ValueError):
+        list(iter_ndjson(pieces))
+
+
+def test_an_html_page_instead_of_ndjson_says_it_is_not_ollama(httpserver, backend):
+    httpserver.expect_oneshot_request("/api/chat").respond_with_data(
+        "<!DOCTYPE html>\n<html><body>You are about to visit...</body></html>\n",
+        content_type="text/html")
+
+    with pytest.raises(BackendError, match="is it an Ollama server"):
+        backend.complete(MESSAGES)
+
+
+# -- tunnels: credentials in the URL, ngrok's header -----------------------------------------
+
+def test_credentials_in_the_host_url_are_sent_as_basic_auth_and_hidden(httpserver):
+    password = "p@ss word/with:colon"
+    url = (f"http://critic:{password.replace('@', '%40').replace(' ', '%20').replace('/', '%2F')}"
+           f"@127.0.0.1:{httpserver.port}")
+    token = base64.b64encode(f"critic:{password}".encode()).decode()
+    httpserver.expect_request(
+        "/api/chat", headers={"Authorization": f"Basic {token}"}
+    ).respond_with_data(ndjson(piece("ok"), done_line()), content_type=NDJSON)
+    httpserver.expect_request("/api/version").respond_with_json({"error": "nope"}, status=500)
+
+    backend = OllamaBackend(host=url, model=MODEL)
+
+    assert backend.complete(MESSAGES).text == "ok"
+    assert backend.host == f"http://127.0.0.1:{httpserver.port}"
+    assert backend.username == "critic"
+    health = backend.health()
+    assert health.ok is False
+    for text in (repr(backend), health.detail, backend.host):
+        assert password not in text and "p%40ss" not in text
+
+
+def test_settings_credentials_win_over_none_in_the_url(httpserver, host):
+    token = base64.b64encode(b"polaris:from-settings").decode()
+    httpserver.expect_request(
+        "/api/chat", headers={"Authorization": f"Basic {token}"}
+    ).respond_with_data(ndjson(done_line()), content_type=NDJSON)
+
+    OllamaBackend(host=host, model=MODEL, username="polaris",
+                  password="from-settings").complete(MESSAGES)
+
+    assert len(httpserver.log) == 1
+
+
+def test_every_request_skips_ngroks_browser_warning(httpserver, backend):
+    header = {"ngrok-skip-browser-warning": "1"}
+    httpserver.expect_request("/api/version", headers=header).respond_with_json(
+        {"version": "0.12.6"})
+    httpserver.expect_request("/api/tags", headers=header).respond_with_json(tags())
+    httpserver.expect_request("/api/ps", headers=header).respond_with_json(ps())
+
+    assert backend.health().ok is True
+    assert backend.version() == "0.12.6"
+    assert len(httpserver.log) == 4
+
+
+def test_blob_presence_is_asked_with_head(httpserver, backend):
+    here, missing = "sha256:" + "1" * 64, "sha256:" + "2" * 64
+    httpserver.expect_request(f"/api/blobs/{here}", method="HEAD").respond_with_data("")
+    httpserver.expect_request(f"/api/blobs/{missing}", method="HEAD").respond_with_data(
+        "", status=404)
+
+    assert backend.has_blob(here) is True
+    assert backend.has_blob(missing) is False
+
+
+def test_a_runner_without_lora_support_points_to_a_merged_gguf(httpserver, backend):
+    httpserver.expect_request("/api/chat").respond_with_json(
+        {"error": "failed to initialize model: loras are not yet implemented"}, status=500)
+
+    with pytest.raises(BackendError) as info:
+        backend.complete(MESSAGES)
+
+    assert "cannot apply a LoRA ADAPTER" in str(info.value)
+    assert "polaris export gguf" in str(info.value)

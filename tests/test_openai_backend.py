@@ -60,7 +60,7 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(MODEL),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--api_key", KEY,
     ]  # fmt: skip
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -88,7 +88,8 @@ def _wait_until_serving(process: subprocess.Popen, url: str, log: Path, timeout:
         if process.poll() is not None:
             pytest.fail(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+            headers = {"Authorization": f"Bearer {KEY}"}
+            if httpx.get(f"{url}/models", headers=headers, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -166,6 +167,28 @@ def test_cancel_closes_the_connection(backend, server):
     while "Disconnected from client" not in server.log.read_text():
         assert time.monotonic() < deadline, "the server never saw the client go away"
         time.sleep(0.1)
+
+
+def test_wrong_api_key_is_refused_by_the_real_server(server):
+    wrong = "sk-wrong-key-1234"
+    backend = OpenAIBackend(server.url, str(MODEL), api_key=wrong, timeout=30)
+
+    with pytest.raises(BackendError) as info:
+        backend.complete(PROMPT, GREEDY)
+
+    assert "POLARIS_OPENAI_API_KEY" in str(info.value) and "401" in str(info.value)
+    assert wrong not in str(info.value)
+    assert backend.health().ok is False
+
+
+def test_without_usage_from_the_server_every_streamed_piece_is_counted(backend):
+    chunks = list(backend.stream(PROMPT, GREEDY))
+
+    texts, final = chunks[:-1], chunks[-1]
+    # llama_cpp.server ignores stream_options, so no usage arrives: the pieces are the count
+    assert len(texts) >= 1
+    assert final.stats.completion_tokens == len(texts)
+    assert final.stats.prompt_tokens == 0
 
 
 def test_unreachable_server_is_backend_unavailable():

@@ -242,12 +242,13 @@ def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
 
 
 def modelfile(gguf_name: str, template: ChatTemplate, num_ctx: int) -> str:
-    placeholder = (f"# TEMPLATE: the {template.family} template goes here once serving/modelfile.py"
-                   " renders it; the GGUF embeds the same template as Jinja.")
-    lines = ["# Ollama: ollama create NAME -f Modelfile", f"FROM ./{gguf_name}", placeholder,
-             *[f'PARAMETER stop "{stop}"' for stop in template.stop],
-             f"PARAMETER num_ctx {num_ctx}"]
-    return "\n".join(lines) + "\n"
+    """The Modelfile beside the export: our TEMPLATE (the same text the verification's smoke
+    chat used), the end-of-turn stops and the context; persona-specific ones come from
+    `polaris serve modelfile GGUF --persona ID`."""
+    from serving.modelfile import ModelSpec
+
+    spec = ModelSpec(source=f"./{gguf_name}", template=template, num_ctx=num_ctx)
+    return spec.render("Ollama: ollama create NAME -f Modelfile")
 
 
 def _tmp(path: Path) -> Path:
