@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from serving.backend import collect
 from serving.errors import BackendBusy, BackendError, BackendUnavailable, PromptTooLong
 from serving.lazy import require
+from serving.native import quiet_stderr
 from serving.templates import ChatTemplate, detect_family, get_template
 from serving.types import (
     Chunk,
@@ -119,14 +120,15 @@ class EmbeddedBackend:
                 f"LoRA adapter {self.lora_path} does not exist: fix or unset POLARIS_LORA_PATH"
             )
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(self.model_path),
-                lora_path=str(self.lora_path) if self.lora_path else None,
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_gpu_layers=self.n_gpu_layers,
-                verbose=False,
-            )
+            with quiet_stderr():
+                llm = llama_cpp.Llama(
+                    model_path=str(self.model_path),
+                    lora_path=str(self.lora_path) if self.lora_path else None,
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_gpu_layers=self.n_gpu_layers,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise BackendUnavailable(
                 f"llama.cpp could not load {self.model_path}: {exc}. "
@@ -290,7 +292,8 @@ def json_grammar(schema: dict | None):
     """A llama.cpp grammar that only admits JSON matching `schema` (None: no constraint)."""
     if schema is None:
         return None
-    return _grammar(json.dumps(schema, sort_keys=True, ensure_ascii=False))
+    # key order matters: the grammar writes properties in the schema's order
+    return _grammar(json.dumps(schema, ensure_ascii=False))
 
 
 @functools.lru_cache(maxsize=32)

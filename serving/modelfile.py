@@ -16,6 +16,7 @@ from pathlib import Path
 
 from serving.errors import InvalidInput
 from serving.lazy import require
+from serving.native import quiet_stderr
 from serving.persona import Persona
 from serving.templates import ChatTemplate, detect_family, get_template
 from serving.types import Message
@@ -132,7 +133,7 @@ def gguf_family(path: Path) -> str:
     llama_cpp = require("llama_cpp", package="llama-cpp-python", extra="embedded",
                         purpose="Reading a GGUF's model family")
     try:
-        with _quiet_stderr():  # llama.cpp warns about the context even with verbose=False
+        with quiet_stderr():  # llama.cpp warns about the context even with verbose=False
             vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise InvalidInput(f"{path} is not a GGUF model llama.cpp can read ({exc})") from None
@@ -140,20 +141,6 @@ def gguf_family(path: Path) -> str:
         return detect_family(vocab.metadata)
     except ValueError as exc:
         raise InvalidInput(f"{exc} (or pass --family)") from None
-
-
-@contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence C-level writes to stderr (fd 2) for the duration."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def modelfile_path(path: Path, relative_to: Path | None) -> str:
