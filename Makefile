@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup models converter tools system-deps run test test-slow test-all lint bench train-demo clean
+.PHONY: setup models converter tools system-deps run test test-slow test-all lint bench bench-sft train-demo clean
 
 setup: $(DEPS) $(MODEL) converter tools system-deps
 
@@ -94,5 +94,9 @@ train-demo: setup
 	$(BIN)/polaris export lora-gguf models/runs/cpu-demo --out models/critics-lora.gguf
 
 # Not pass/fail: prints a table (engine vs raw llama.cpp, store, UI render, export).
+# Our SFT recipe vs plain TRL defaults on the same conversations (~15 min on 2 cores).
+bench-sft: setup
+	$(BIN)/python bench/bench_sft.py --conversations 16
+
 bench: setup
 	$(BIN)/python bench/run_all.py

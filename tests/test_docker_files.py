@@ -184,8 +184,12 @@ def test_no_secret_is_baked_into_the_image():
     for line in re.findall(r"^(?:ENV|ARG) .*(?:\n\s+.*)*", text, flags=re.MULTILINE):
         assert not re.search(r"TOKEN|PASSWORD|SECRET|API_KEY", line, flags=re.IGNORECASE), line
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for path in (".env", ".git", ".venv", "data", "models", "runs"):
+    for path in (".env", ".git", ".venv", "data", "models/*", "runs"):
         assert path in ignored
+    # only the committed adapter (and its card) enter the image from models/
+    assert [p for p in ignored if p.startswith("!")] == [
+        "!models/critics-lora.gguf", "!models/README.md"]
+    assert "COPY --chown=1000:1000 models/critics-lora.gguf models/README.md ./models/" in text
 
 
 # -- .env.example ----------------------------------------------------------------------------
