@@ -46,36 +46,45 @@ def engine_run(backend: EmbeddedBackend, messages, n: int) -> tuple[float, float
     return stats.ttft_s, stats.tok_per_s, stats.completion_tokens
 
 
+def run(model: str = "models/gemma-3-270m-q4_k_m.gguf", tokens: int = 128,
+        runs: int = 5) -> dict:
+    """Medians for both, interleaved runs; the numbers `main` prints and bench/run_all.py uses."""
+    persona = load_personas()["retired-developer"]
+    messages = build_messages("system", persona, [{"role": "user", "content": ASK}])
+    backend = EmbeddedBackend(Path(model), n_ctx=2048)
+    prompt = backend.prompt_tokens(messages)
+    # the same loaded model and context for both, so only the chat layer differs
+    raw = backend.load().llm
+    results = {"raw llama_cpp": [], "polaris engine": []}
+    engine_run(backend, messages, 8)  # warm both
+    raw_run(raw, prompt, 8)
+    for _ in range(runs):  # interleaved so machine noise hits both alike
+        results["raw llama_cpp"].append(raw_run(raw, prompt, tokens))
+        results["polaris engine"].append(engine_run(backend, messages, tokens))
+    medians = {
+        name: (statistics.median(r[0] for r in rows) * 1000, statistics.median(r[1] for r in rows))
+        for name, rows in results.items()
+    }
+    (raw_ttft, raw_rate), (eng_ttft, eng_rate) = medians.values()
+    return {"prompt_tokens": len(prompt), "new_tokens": tokens, "runs": runs,
+            "threads": backend.n_threads, "medians": medians,
+            "ratio": eng_rate / raw_rate, "extra_ttft_ms": eng_ttft - raw_ttft}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="models/gemma-3-270m-q4_k_m.gguf")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    persona = load_personas()["retired-developer"]
-    messages = build_messages("system", persona, [{"role": "user", "content": ASK}])
-    backend = EmbeddedBackend(Path(args.model), n_ctx=2048)
-    tokens = backend.prompt_tokens(messages)
-    # the same loaded model and context for both, so only the chat layer differs
-    raw = backend.load().llm
-    results = {"raw llama_cpp": [], "polaris engine": []}
-    engine_run(backend, messages, 8)  # warm both
-    raw_run(raw, tokens, 8)
-    for _ in range(args.runs):  # interleaved so machine noise hits both alike
-        results["raw llama_cpp"].append(raw_run(raw, tokens, args.tokens))
-        results["polaris engine"].append(engine_run(backend, messages, args.tokens))
-    print(f"prompt {len(tokens)} tokens, {args.tokens} new tokens, {args.runs} runs, "
-          f"{backend.n_threads} threads")
+    result = run(args.model, args.tokens, args.runs)
+    print(f"prompt {result['prompt_tokens']} tokens, {args.tokens} new tokens, {args.runs} runs, "
+          f"{result['threads']} threads")
     print(f"{'':16} {'ttft ms (median)':>17} {'decode tok/s (median)':>22}")
-    medians = {}
-    for name, runs in results.items():
-        ttft = statistics.median(r[0] for r in runs) * 1000
-        rate = statistics.median(r[1] for r in runs)
-        medians[name] = (ttft, rate)
+    for name, (ttft, rate) in result["medians"].items():
         print(f"{name:16} {ttft:17.1f} {rate:22.1f}")
-    (raw_ttft, raw_rate), (eng_ttft, eng_rate) = medians.values()
-    print(f"engine/raw tok/s ratio: {eng_rate / raw_rate:.3f}   "
-          f"extra first-token time: {eng_ttft - raw_ttft:+.1f} ms")
+    print(f"engine/raw tok/s ratio: {result['ratio']:.3f}   "
+          f"extra first-token time: {result['extra_ttft_ms']:+.1f} ms")
 
 
 if __name__ == "__main__":

@@ -132,6 +132,68 @@ def chat(
         }, ensure_ascii=False))
 
 
+@app.command()
+def compare(
+    persona: Annotated[str | None, typer.Option(help="Persona id of the critic.")] = None,
+    message: Annotated[str | None, typer.Option(help="The user message to compare.")] = None,
+    models: Annotated[str | None, typer.Option(
+        help="Comma-separated models; backend:model picks the backend "
+             "(e.g. embedded:gemma-3-270m-q4_k_m.gguf,ollama:gemma3-critic). "
+             "Default: the configured model.")] = None,
+    strategies: Annotated[str, typer.Option(
+        help="Comma-separated: plain,system,fewshot,finetuned")] = "plain,system,fewshot,finetuned",
+    backend: Annotated[str | None, typer.Option(
+        help="Backend for models given without a prefix (default: POLARIS_BACKEND).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md | csv")] = "md",
+    out: Annotated[Path | None, typer.Option(help="Write the table to this file.")] = None,
+    title: Annotated[str, typer.Option(help="A name for this comparison.")] = "",
+    export: Annotated[int | None, typer.Option(
+        help="Print a stored comparison (by id) instead of running a new one.")] = None,
+) -> None:
+    """Ask one critic the same MESSAGE with several models × strategies; print the table."""
+    from chatbot.compare import (
+        FORMATS,
+        Comparer,
+        answer_label,
+        export_comparison,
+        file_text,
+        parse_targets,
+    )
+
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}: use md or csv")
+    settings = _settings()
+    comparer = Comparer(settings)
+    if export is None:
+        if not persona or message is None:
+            raise InvalidInput("compare needs --persona ID and --message TEXT "
+                               "(or --export ID for a stored comparison)")
+        targets = parse_targets(models or settings.model, backend or settings.backend)
+        comparison = comparer.start(persona, message, targets, strategies.split(","),
+                                    title=title)
+        total = len(comparer.pending(comparison.id))
+        typer.echo(f"comparison {comparison.id}: {total} answers", err=True)
+        done = [0]
+
+        def progress(answer) -> None:
+            done[0] += 1
+            state = "ok" if answer.status == "complete" else answer.status
+            detail = f"{answer.tokens} tokens" if answer.tokens is not None else answer.error
+            typer.echo(f"[{done[0]}/{total}] {answer_label(answer)} · {answer.strategy}: "
+                       f"{state} ({detail})", err=True)
+
+        answers = comparer.run(comparison.id, on_answer=progress)
+        export = comparison.id
+    else:
+        answers = comparer.store.comparison_answers(export)
+    text = export_comparison(comparer.store, export, fmt, comparer.personas)
+    _write_or_print(file_text(text, fmt) if out else text, out)
+    failed = [a for a in answers if a.status == "error"]
+    if failed:
+        raise PolarisError(f"{len(failed)} of {len(answers)} answers failed; first: "
+                           f"{answer_label(failed[0])} · {failed[0].strategy}: {failed[0].error}")
+
+
 @personas_app.command("list")
 def personas_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the critics."""
@@ -251,6 +313,33 @@ def sessions_delete(session_id: Annotated[int, typer.Argument(metavar="ID")]) ->
     """Delete a session and its messages."""
     _store().delete_session(session_id)
     typer.echo(f"deleted session {session_id}")
+
+
+@app.command()
+def review(
+    session_id: Annotated[int, typer.Argument(metavar="SESSION_ID")],
+    out: Annotated[Path | None, typer.Option(help="Write the Markdown to this file.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the review's data as JSON.")]
+    = False,
+    update_goal: Annotated[bool, typer.Option(
+        "--update-goal", help="Add the rebuttals the critics accepted to the goal's evidence.")]
+    = False,
+) -> None:
+    """Write (and save) the session's review: strongest/weakest rebuttals, open objections,
+    evidence that would have helped, homework."""
+    from chatbot.review import goal_update, write_review
+
+    store = _store()
+    saved = write_review(store, session_id, _engine_personas())
+    if update_goal and saved.data.get("goal_id"):
+        goal = store.get_goal(saved.data["goal_id"])
+        if (evidence := goal_update(goal.evidence, saved.data)) is not None:
+            store.update_goal(goal.id, evidence=evidence)
+            typer.echo(f"updated the evidence of goal {goal.id}", err=True)
+    if as_json:
+        typer.echo(json.dumps(saved.data, ensure_ascii=False))
+    else:
+        _write_or_print(saved.markdown, out)
 
 
 @app.command()

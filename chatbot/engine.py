@@ -9,11 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from chatbot import debate
 from chatbot.models import ChatMessage, ChatSession
 from chatbot.store import Store
 from serving.backend import ChatBackend, create_backend
 from serving.persona import Persona, PersonaError, load_all_personas
 from serving.prompting import GoalCard, build_messages, trim_history
+from serving.retrieval import retrieve_examples
 from serving.settings import STRATEGIES, Settings
 from serving.types import GenerationOptions, Message, Stats
 
@@ -55,13 +57,14 @@ class ReplyStream:
         self.engine, self.chat, self.persona = engine, chat, persona
         self.messages, self.backend, self.options = messages, backend, options
         self.cancel = cancel
+        self.strategy = chat.strategy  # the critic's own strategy when the session overrides it
         self.outcome: ReplyOutcome | None = None
 
     def __iter__(self) -> Iterator[str]:
         store = self.engine.store
         row = store.add_message(
             self.chat.id, "assistant", "", persona=self.persona.id, status="interrupted",
-            backend=self.backend.kind, model=self.backend.model, strategy=self.chat.strategy,
+            backend=self.backend.kind, model=self.backend.model, strategy=self.strategy,
         )
         parts: list[str] = []
         stats: Stats | None = None
@@ -138,6 +141,11 @@ class ChatEngine:
                 self._backends[key] = self._backend_factory(kind, self.settings, model)
             return self._backends[key]
 
+    def judge_backend(self) -> ChatBackend:
+        """The judge's backend: POLARIS_JUDGE_BACKEND/MODEL, by default the chat default."""
+        return self.backend(self.settings.judge_backend or self.settings.backend,
+                            self.settings.judge_model)
+
     def goal_card(self, chat: ChatSession) -> GoalCard | None:
         if chat.goal_id is None:
             return None
@@ -148,21 +156,26 @@ class ChatEngine:
 
     def start_session(self, personas: list[str], *, backend: str | None = None,
                       model: str | None = None, strategy: str | None = None,
-                      goal: GoalCard | None = None, title: str = "") -> ChatSession:
+                      goal: GoalCard | None = None, title: str = "",
+                      goal_id: int | None = None, turn_order: str = "all") -> ChatSession:
+        """A new session; `goal_id` continues an earlier goal (its progress view grows)."""
+        if turn_order not in debate.TURN_ORDERS:
+            raise ValueError(f"unknown turn order {turn_order!r}: use all or round-robin")
         for persona_id in personas:
             self.persona(persona_id)
-        strategy = strategy or self.settings.strategy
+        strategy = strategy or self.settings.default_strategy(backend, model)
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         kind = backend or self.settings.backend
         chosen = self.backend(kind, model)  # fails early on an unknown backend kind
-        goal_id = None
-        if goal and goal.title.strip():
+        if goal_id is not None:
+            self.store.get_goal(goal_id)
+        elif goal and goal.title.strip():
             goal_id = self.store.create_goal(
                 goal.title, goal.description, goal.constraints, goal.evidence).id
         return self.store.create_session(
             personas=personas, backend=kind, model=model or chosen.model,
-            strategy=strategy, goal_id=goal_id, title=title,
+            strategy=strategy, goal_id=goal_id, title=title, turn_order=turn_order,
         )
 
     # -- chatting ----------------------------------------------------------------------------
@@ -182,19 +195,38 @@ class ChatEngine:
         """A critic's reply to the conversation so far, streamed and stored as it goes."""
         chat = self.store.get_session(session_id)
         persona = self.persona(persona_id or chat.personas[0])
+        persona = debate.styled(persona, debate.critic_option(chat, persona.id, "tone"))
+        strategy = debate.critic_option(chat, persona.id, "strategy") or chat.strategy
+        own_model = debate.critic_option(chat, persona.id, "model")
         history = self.history(session_id, persona.id)
         if not history or history[-1]["role"] != "user":
             raise ValueError("비평가가 답할 사용자 메시지가 없습니다: 먼저 메시지를 보내세요.")
         budget = max(1_000, self.settings.n_ctx - self.settings.max_tokens - 1_000)
-        model = chat.model
-        if chat.strategy == "finetuned" and persona.model:
+        model = own_model or chat.model
+        if strategy == "finetuned" and persona.model and not own_model:
             model = persona.model
-        messages = build_messages(chat.strategy, persona, trim_history(history, budget),
-                                  goal=self.goal_card(chat))
+        examples = None
+        if strategy == "fewshot":
+            examples = retrieve_examples(persona, history[-1]["content"])
+        goal = self.goal_card(chat)
+        messages = build_messages(strategy, persona, trim_history(history, budget),
+                                  goal=goal, examples=examples,
+                                  note=self.debate_note(chat, persona, goal))
         backend = self.backend(chat.backend, model)
         options = options or GenerationOptions(
             max_tokens=self.settings.max_tokens, temperature=self.settings.temperature)
-        return ReplyStream(self, chat, persona, messages, backend, options, cancel)
+        stream = ReplyStream(self, chat, persona, messages, backend, options, cancel)
+        stream.strategy = strategy
+        return stream
+
+    def debate_note(self, chat: ChatSession, persona: Persona,
+                    goal: GoalCard | None) -> str | None:
+        """The critic's view of the judge's ledger, once the judge has spoken in this session."""
+        rows = self.store.judgements(chat.id)
+        if not rows:
+            return None
+        entry = debate.ledger_from(rows, chat.personas, self.personas).get(persona.id)
+        return debate.critic_note(entry, persona, goal) if entry else None
 
     def regenerate(self, session_id: int, persona_id: str | None = None, *,
                    cancel: threading.Event | None = None) -> ReplyStream:
@@ -207,18 +239,30 @@ class ChatEngine:
         return self.reply(session_id, persona_id, cancel=cancel)
 
     def history(self, session_id: int, persona_id: str) -> list[Message]:
-        """The conversation as this critic saw it: the user's turns and its own replies,
-        with failed (empty) replies left out and same-role neighbours joined."""
-        turns: list[Message] = []
+        """The conversation as this critic saw it happen: the user's turns and its own replies,
+        with the other critics' replies on the user's side, each attributed ([이름] …), failed
+        (empty) replies left out and same-role neighbours joined."""
+        pieces: list[tuple[str, str | None, str]] = []  # (role, speaker, text)
         for m in self.store.messages(session_id):
             if not m.content.strip():
                 continue
             if m.role == "assistant" and m.persona not in (None, persona_id):
-                continue
-            if turns and turns[-1]["role"] == m.role:
-                turns[-1] = Message(role=m.role, content=f"{turns[-1]['content']}\n\n{m.content}")
+                other = self.personas.get(m.persona or "")
+                pieces.append(("user", other.name if other else m.persona, m.content))
             else:
-                turns.append(Message(role=m.role, content=m.content))  # type: ignore[typeddict-item]
+                pieces.append((m.role, None, m.content))
+        turns: list[Message] = []
+        group: list[tuple[str | None, str]] = []
+        for i, (role, speaker, text) in enumerate(pieces):
+            group.append((speaker, text))
+            if i + 1 < len(pieces) and pieces[i + 1][0] == role:
+                continue
+            if any(speaker for speaker, _ in group):  # others spoke: say who said what
+                content = "\n\n".join(f"[{speaker or '사용자'}] {text}" for speaker, text in group)
+            else:
+                content = "\n\n".join(text for _, text in group)
+            turns.append(Message(role=role, content=content))  # type: ignore[typeddict-item]
+            group = []
         return turns
 
 

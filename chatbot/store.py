@@ -5,7 +5,7 @@ reply being generated is committed first as `interrupted` and updated as it stre
 at any moment leaves the conversation readable.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,18 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine, select
 
-from chatbot.models import MESSAGE_STATUSES, ChatMessage, ChatSession, Goal, utcnow
+from chatbot.models import (
+    ANSWER_STATUSES,
+    MESSAGE_STATUSES,
+    ChatMessage,
+    ChatSession,
+    Comparison,
+    ComparisonAnswer,
+    Goal,
+    Judgement,
+    Review,
+    utcnow,
+)
 from serving.errors import InvalidInput, PolarisError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +43,10 @@ class StoreError(PolarisError):
 
 class NotFound(InvalidInput):
     """A session, goal or message id that does not exist."""
+
+
+class BadDatabaseURL(StoreError, InvalidInput):
+    """POLARIS_DATABASE_URL is not a database URL at all (bad input: the CLI exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -60,13 +75,21 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(
+        raise BadDatabaseURL(
             f"database URL {url!r} is not a SQLAlchemy URL: use e.g. sqlite:///data/polaris.db "
             f"or postgresql+psycopg://user@host/db (POLARIS_DATABASE_URL)"
         ) from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith(
+                "file:"):
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder {folder} for the database: {exc.strerror}; "
+                    f"create it or point POLARIS_DATABASE_URL elsewhere"
+                ) from None
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -151,11 +174,13 @@ class Store:
     # -- sessions ----------------------------------------------------------------------------
 
     def create_session(self, *, personas: list[str], backend: str, model: str, strategy: str,
-                       title: str = "", goal_id: int | None = None) -> ChatSession:
+                       title: str = "", goal_id: int | None = None,
+                       turn_order: str = "all") -> ChatSession:
         if not personas:
             raise ValueError("a session needs at least one critic")
         chat = ChatSession(title=title.strip() or "새 대화", personas=list(personas),
-                           backend=backend, model=model, strategy=strategy, goal_id=goal_id)
+                           backend=backend, model=model, strategy=strategy, goal_id=goal_id,
+                           turn_order=turn_order)
         with self._session() as session:
             session.add(chat)
             self._commit(session)
@@ -172,7 +197,8 @@ class Store:
         return chat
 
     def update_session(self, session_id: int, **fields: Any) -> ChatSession:
-        allowed = {"title", "personas", "backend", "model", "strategy", "goal_id"}
+        allowed = {"title", "personas", "backend", "model", "strategy", "goal_id", "turn_order",
+                   "critic_settings"}
         if unknown := set(fields) - allowed:
             raise ValueError(f"unknown session fields: {', '.join(sorted(unknown))}")
         if "title" in fields:
@@ -200,6 +226,10 @@ class Store:
             if chat is None:
                 raise NotFound(f"session {session_id} does not exist")
             # explicit delete so PostgreSQL and SQLite behave alike without relying on cascades
+            for table in (Judgement, Review):
+                for row in session.exec(select(table).where(table.session_id == session_id)):
+                    session.delete(row)
+            session.flush()
             for message in session.exec(
                 select(ChatMessage).where(ChatMessage.session_id == session_id)
             ):
@@ -236,6 +266,7 @@ class Store:
         if role not in ("user", "assistant"):
             raise ValueError(f"role must be user or assistant, got {role!r}")
         _check_status(status)
+        _check_encodable(content)
         message = ChatMessage(session_id=session_id, role=role, content=content,
                               persona=persona, status=status, **fields)
         with self._session() as session:
@@ -278,9 +309,137 @@ class Store:
             ))
 
 
+    # -- debate: judgements and reviews ------------------------------------------------------
+
+    def add_judgements(self, rows: Sequence[Judgement]) -> list[Judgement]:
+        """Commit one turn's judgements (one row per critic) together."""
+        with self._session() as session:
+            session.add_all(rows)
+            self._commit(session)
+            for row in rows:
+                session.refresh(row)
+        return list(rows)
+
+    def judgements(self, session_id: int) -> list[Judgement]:
+        """Every judgement of a session, in the order they were made."""
+        with self._session() as session:
+            return list(session.exec(
+                select(Judgement).where(Judgement.session_id == session_id)
+                .order_by(Judgement.message_id, Judgement.id)))
+
+    def save_review(self, session_id: int, markdown: str, data: dict) -> Review:
+        review = Review(session_id=session_id, markdown=markdown, data=data)
+        with self._session() as session:
+            if session.get(ChatSession, session_id) is None:
+                raise NotFound(f"session {session_id} does not exist")
+            session.add(review)
+            self._commit(session)
+            session.refresh(review)
+        return review
+
+    def latest_review(self, session_id: int) -> Review | None:
+        with self._session() as session:
+            return session.exec(
+                select(Review).where(Review.session_id == session_id)
+                .order_by(Review.id.desc())).first()
+
+    def goal_sessions(self, goal_id: int) -> list[ChatSession]:
+        """The sessions on one goal, oldest first (the progress view)."""
+        with self._session() as session:
+            return list(session.exec(
+                select(ChatSession).where(ChatSession.goal_id == goal_id)
+                .order_by(ChatSession.created_at, ChatSession.id)))
+
+    def list_goals(self) -> list[Goal]:
+        with self._session() as session:
+            return list(session.exec(select(Goal).order_by(Goal.updated_at.desc(), Goal.id)))
+
+    # -- comparisons -------------------------------------------------------------------------
+
+    def create_comparison(self, persona: str, question: str,
+                          cells: Sequence[tuple[str, str, str, str | None]],
+                          title: str = "") -> Comparison:
+        """A comparison with one `pending` answer per (backend, model, strategy, adapter)."""
+        if not question.strip():
+            raise ValueError("a comparison needs a question: the user message to compare")
+        if not cells:
+            raise ValueError("a comparison needs at least one model and one strategy")
+        comparison = Comparison(persona=persona, question=question, title=title.strip())
+        with self._session() as session:
+            session.add(comparison)
+            session.flush()
+            for position, (backend, model, strategy, adapter) in enumerate(cells):
+                session.add(ComparisonAnswer(
+                    comparison_id=comparison.id, position=position, backend=backend,
+                    model=model, strategy=strategy, adapter=adapter, status="pending"))
+            self._commit(session)
+            session.refresh(comparison)
+        return comparison
+
+    def get_comparison(self, comparison_id: int) -> Comparison:
+        with self._session() as session:
+            comparison = session.get(Comparison, comparison_id)
+        if comparison is None:
+            raise NotFound(f"comparison {comparison_id} does not exist")
+        return comparison
+
+    def list_comparisons(self) -> list[Comparison]:
+        """Every comparison, newest first."""
+        with self._session() as session:
+            return list(session.exec(
+                select(Comparison).order_by(Comparison.created_at.desc(), Comparison.id.desc())))
+
+    def comparison_answers(self, comparison_id: int) -> list[ComparisonAnswer]:
+        with self._session() as session:
+            return list(session.exec(
+                select(ComparisonAnswer).where(ComparisonAnswer.comparison_id == comparison_id)
+                .order_by(ComparisonAnswer.position, ComparisonAnswer.id)
+            ))
+
+    def update_answer(self, answer_id: int, **fields: Any) -> ComparisonAnswer:
+        allowed = {"answer", "notes", "status", "tokens", "ttft_s", "tok_per_s", "error", "model"}
+        if unknown := set(fields) - allowed:
+            raise ValueError(f"unknown answer fields: {', '.join(sorted(unknown))}")
+        if "status" in fields and fields["status"] not in ANSWER_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ANSWER_STATUSES)}, "
+                             f"got {fields['status']!r}")
+        with self._session() as session:
+            answer = session.get(ComparisonAnswer, answer_id)
+            if answer is None:
+                raise NotFound(f"comparison answer {answer_id} does not exist")
+            for key, value in fields.items():
+                setattr(answer, key, value)
+            session.add(answer)
+            self._commit(session)
+            session.refresh(answer)
+        return answer
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        with self._session() as session:
+            comparison = session.get(Comparison, comparison_id)
+            if comparison is None:
+                raise NotFound(f"comparison {comparison_id} does not exist")
+            for answer in session.exec(select(ComparisonAnswer).where(
+                    ComparisonAnswer.comparison_id == comparison_id)):
+                session.delete(answer)
+            session.delete(comparison)
+            self._commit(session)
+
 def _check_status(status: str) -> None:
     if status not in MESSAGE_STATUSES:
         raise ValueError(f"status must be one of {', '.join(MESSAGE_STATUSES)}, got {status!r}")
+
+
+def _check_encodable(text: str) -> None:
+    """Refuse text no database can store (unpaired surrogates, e.g. from undecodable argv
+    bytes) with a sentence instead of a codec traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"메시지에 유니코드가 아닌 문자가 있습니다 ({exc.start + 1}번째 글자): "
+            f"그 부분을 지우고 다시 보내세요."
+        ) from None
 
 
 def _explain(exc: OperationalError, url: str) -> str:

@@ -55,6 +55,12 @@ def request_params(model: str, messages: Sequence[Message], options: GenerationO
         params["seed"] = options.seed
     if options.stop:
         params["stop"] = list(options.stop)
+    if options.json_schema:
+        params["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": options.json_schema.get("title", "answer"),
+                            "schema": options.json_schema, "strict": True},
+        }
     return {key: value for key, value in params.items() if value is not None}
 
 

@@ -40,10 +40,12 @@ def build_messages(
     goal: GoalCard | None = None,
     k: int = 5,
     examples: Sequence[Example] | None = None,
+    note: str | None = None,
 ) -> list[Message]:
     """The messages to send for `strategy`; `history` ends with the user's latest message.
 
     `examples` overrides the card's own examples for the fewshot strategy (retrieval).
+    `note` is appended to the system prompt (the debate's ledger as this critic sees it).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
@@ -54,8 +56,8 @@ def build_messages(
     if strategy == "plain":
         return turns
     if strategy == "finetuned":
-        return [_system(persona.short_prompt(), goal), *turns]
-    messages = [_system(persona.system_prompt, goal)]
+        return [_system(persona.short_prompt(), goal, note), *turns]
+    messages = [_system(persona.system_prompt, goal, note)]
     if strategy == "fewshot":
         for example in list(examples if examples is not None else persona.examples)[:k]:
             messages.append(Message(role="user", content=example.user))
@@ -63,10 +65,12 @@ def build_messages(
     return [*messages, *turns]
 
 
-def _system(prompt: str, goal: GoalCard | None) -> Message:
+def _system(prompt: str, goal: GoalCard | None, note: str | None = None) -> Message:
     text = prompt.strip()
     if goal and goal.title.strip():
         text = f"{text}\n\n{goal.as_prompt()}"
+    if note and note.strip():
+        text = f"{text}\n\n{note.strip()}"
     return Message(role="system", content=text)
 
 

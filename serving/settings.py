@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     max_tokens: int = Field(256, ge=1, le=32_768)
     temperature: float = Field(0.8, ge=0, le=5)
 
-    judge_backend: str | None = None
-    judge_model: str | None = None
+    judge_backend: str | None = Field(None, description="The persuasion judge's backend "
+                                      "(default: POLARIS_BACKEND).")
+    judge_model: str | None = Field(None, description="The judge's model (default: the "
+                                    "backend's default model).")
+    judge_max_tokens: int = Field(512, ge=64, le=8_192)
 
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_username: str | None = None

@@ -25,6 +25,9 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     num_ctx: int | None = None
+    # Constrain the output to this JSON schema (llama.cpp grammar, Ollama `format`,
+    # OpenAI `response_format`): the judge's answers must parse.
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self):
         if self.max_tokens < 1:

@@ -5,6 +5,7 @@ import pytest
 
 from serving.backend import register_backend
 from serving.settings import Settings
+from tests.pg import PostgresServer, binaries_available
 from tests.scripted import ScriptedBackend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,26 @@ def model_path() -> Path:
     if not MODEL.is_file():
         pytest.fail(f"{MODEL} is missing: run `make models` (the test suite needs the real GGUF)")
     return MODEL
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 for the whole run (tests/pg.py)."""
+    server = PostgresServer()
+    if not server.external and not binaries_available():
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A fresh, empty database URL: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db' / 'polaris.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    yield url
+    server.drop_database(url)

@@ -112,18 +112,21 @@ def test_system_prompt_and_goal_reach_the_backend(engine):
     assert user == {"role": "user", "content": "서른다섯인데 AI로 가려고요"}
 
 
-def test_each_critic_sees_only_its_own_replies(engine):
+def test_each_critic_sees_the_panel_as_it_happened_with_others_attributed(engine):
     backend = use(engine, ScriptedBackend(["팀장 답", "이모 답", "팀장 둘째"]))
     chat = start(engine, personas=("team-lead", "late-relative"), strategy="plain")
     engine.send(chat.id, "첫 말")
     engine.reply(chat.id, "team-lead").text()
     engine.reply(chat.id, "late-relative").text()
+    assert backend.requests[-1] == [
+        {"role": "user", "content": "[사용자] 첫 말\n\n[팀장님] 팀장 답"},
+    ]
     engine.send(chat.id, "둘째 말")
     engine.reply(chat.id, "team-lead").text()
     assert backend.requests[-1] == [
         {"role": "user", "content": "첫 말"},
         {"role": "assistant", "content": "팀장 답"},
-        {"role": "user", "content": "둘째 말"},
+        {"role": "user", "content": "[큰이모] 이모 답\n\n[사용자] 둘째 말"},
     ]
 
 

@@ -1,41 +1,55 @@
+import socket
 import sqlite3
 import threading
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from chatbot.store import NotFound, Store, StoreError
+from chatbot.store import NotFound, Store, StoreError, alembic_config
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
+def store(database_url) -> Store:
+    """Each test below that takes `store` runs on SQLite and on a real PostgreSQL server."""
+    store = Store(database_url)
+    yield store
+    store.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path) -> Store:
     return Store(f"sqlite:///{tmp_path / 'db' / 'polaris.db'}")
 
 
 def test_migrations_build_the_whole_schema_on_a_blank_database(store):
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
-        assert context.get_current_revision() == "0001"
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert context.get_current_revision() == head
         assert compare_metadata(context, SQLModel.metadata) == []
-    assert {"goal", "chat_session", "message", "alembic_version"} <= set(
+    assert {"goal", "chat_session", "message", "comparison", "comparison_answer",
+            "judgement", "review", "alembic_version"} <= set(
         inspect(store.engine).get_table_names())
 
 
-def test_reopening_a_migrated_database_keeps_data(tmp_path):
-    url = f"sqlite:///{tmp_path / 'p.db'}"
+def test_reopening_a_migrated_database_keeps_data(database_url):
+    url = database_url
     first = Store(url)
     chat = first.create_session(personas=["team-lead"], backend="embedded", model="m",
                                 strategy="system")
     first.add_message(chat.id, "user", "안녕하세요")
     again = Store(url)
     assert [m.content for m in again.messages(chat.id)] == ["안녕하세요"]
+    first.engine.dispose()
+    again.engine.dispose()
 
 
-def test_sqlite_runs_in_wal_mode(store, tmp_path):
-    with store.engine.connect() as conn:
+def test_sqlite_runs_in_wal_mode(sqlite_store):
+    with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
@@ -106,7 +120,53 @@ def test_bad_database_url_names_the_setting():
         Store("not a url")
 
 
-def test_database_file_is_plain_sqlite(store, tmp_path):
-    store.create_goal("목표")
+def test_database_file_is_plain_sqlite(sqlite_store, tmp_path):
+    sqlite_store.create_goal("목표")
     con = sqlite3.connect(tmp_path / "db" / "polaris.db")
     assert con.execute("select title from goal").fetchall() == [("목표",)]
+
+
+def test_unreachable_postgresql_is_a_clear_error_without_the_password(tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(StoreError) as info:
+        Store(f"postgresql+psycopg://polaris:hunter2-secret@127.0.0.1:{port}/polaris")
+    message = str(info.value)
+    assert f"127.0.0.1:{port}" in message and "hunter2-secret" not in message
+
+
+def test_long_korean_text_round_trips(store):
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+    text = "북극성을 향해 🚀\n" * 5_000 + "끝"
+    store.add_message(chat.id, "user", text)
+    assert store.messages(chat.id)[0].content == text
+
+
+def test_debate_migration_upgrades_an_old_database_and_back(database_url):
+    from alembic import command
+
+    from chatbot.store import make_engine
+
+    engine = make_engine(database_url)
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+        connection.exec_driver_sql(
+            "INSERT INTO chat_session (title, personas, backend, model, strategy, created_at, "
+            "updated_at) VALUES ('옛 대화', '[\"team-lead\"]', 'embedded', 'm', 'system', "
+            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+    engine.dispose()
+    store = Store(database_url)  # upgrades to head
+    old = store.list_sessions()[0]
+    chat = store.get_session(old.id)
+    assert (chat.title, chat.turn_order, chat.critic_settings) == ("옛 대화", "all", {})
+    store.add_message(chat.id, "user", "안녕하세요")
+    store.engine.dispose()
+    with make_engine(database_url).begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+        assert "judgement" not in inspect(connection).get_table_names()
+        assert "turn_order" not in {c["name"] for c in inspect(connection).get_columns(
+            "chat_session")}

@@ -1,4 +1,5 @@
-"""`polaris eval persona ...` (registered through the polaris.commands entry point)."""
+"""`polaris eval persona ...` and `polaris eval judge ...` (registered through the
+polaris.commands entry point)."""
 
 from pathlib import Path
 from typing import Annotated
@@ -60,3 +61,47 @@ def persona(
     json_path, md_path = write_report(report, out)
     typer.echo(summary_table(report))
     typer.echo(f"report: {md_path} ({json_path.name})")
+
+
+@app.command()
+def judge(
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="embedded | ollama | openai (default: POLARIS_JUDGE_BACKEND, "
+                          "else POLARIS_BACKEND).")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="GGUF file or model name (default: POLARIS_JUDGE_MODEL, else the "
+                        "backend's default).")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Labelled debates (default: training/data/judge/debates.jsonl).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1,
+                                              help="Judge only the first N debates.")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", min=32)] = 512,
+    retries: Annotated[int, typer.Option("--retries", min=0)] = 2,
+    out: Annotated[Path, typer.Option("--out", help="Folder for judge-report.json/.md.")]
+    = Path("runs/eval-judge"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+) -> None:
+    """Score a judge model on the labelled debates: score correlation and state agreement."""
+    import json
+
+    from serving.backend import create_backend
+    from serving.persona import load_personas
+    from serving.settings import load_settings
+    from training.judge_eval import DEFAULT_SET, evaluate_judge, load_debates, write_report
+
+    settings = load_settings()
+    kind = backend or settings.judge_backend or settings.backend
+    chosen = create_backend(kind, settings, model or settings.judge_model)
+    debates = load_debates(data or DEFAULT_SET, limit)
+    report = evaluate_judge(chosen, debates, load_personas(), max_tokens=max_tokens,
+                            retries=retries,
+                            progress=lambda line: typer.echo(line, err=True))
+    json_path, md_path = write_report(report, out)
+    if as_json:
+        metrics = {key: getattr(report, key) for key in (
+            "backend", "model", "debates", "critics", "failed", "pearson", "spearman", "mae",
+            "state_agreement", "resolved_agreement", "mean_attempts", "seconds")}
+        typer.echo(json.dumps(metrics, ensure_ascii=False))
+    else:
+        typer.echo(md_path.read_text(encoding="utf-8"), nl=False)
+        typer.echo(f"report: {md_path} ({json_path.name})", err=True)

@@ -5,7 +5,8 @@ from collections.abc import Iterable, Iterator
 
 import streamlit as st
 
-from chatbot.app import context
+from chatbot import debate
+from chatbot.app import context, meter, panel, review_view
 from chatbot.engine import ChatEngine
 from chatbot.models import ChatMessage
 from serving.errors import PolarisError
@@ -18,7 +19,13 @@ def render_new_session(engine: ChatEngine) -> None:
     st.header("새 토론 시작")
     st.caption("당신의 북극성(목표)을 적고, 설득할 비평가를 고르세요.")
     personas = engine.personas
+    goals = {g.id: g.title for g in engine.store.list_goals()}
     with st.form("new_session_form"):
+        goal_id = st.selectbox(
+            "이어갈 북극성", [None, *goals], key="new_goal",
+            format_func=lambda g: "새 북극성 쓰기" if g is None else f"🧭 {goals[g]}",
+            help="이전 토론의 북극성을 고르면 그 목표의 진행이 이어서 기록됩니다.",
+        ) if goals else None
         title = st.text_input("북극성 · 이루고 싶은 목표", placeholder="예: 회사를 그만두고 창업하기")
         description = st.text_area("왜 이 목표인가요?", height=80)
         constraints = st.text_area("제약 (돈, 시간, 가족…)", height=68)
@@ -28,6 +35,8 @@ def render_new_session(engine: ChatEngine) -> None:
             format_func=lambda pid: f"{context.avatar(pid)} {personas[pid].name}",
             max_selections=MAX_CRITICS, key="new_personas",
         )
+        turn_order = st.radio("답하는 순서", list(debate.TURN_ORDERS), horizontal=True,
+                              format_func=debate.TURN_ORDERS.get, key="new_turn_order")
         submitted = st.form_submit_button("토론 시작", type="primary")
     if not submitted:
         return
@@ -40,6 +49,7 @@ def render_new_session(engine: ChatEngine) -> None:
             chosen, backend=state.get("backend"), model=state.get("model") or None,
             strategy=state.get("strategy"),
             goal=GoalCard(title, description, constraints, evidence) if title.strip() else None,
+            goal_id=goal_id, turn_order=turn_order,
         )
     except (PolarisError, ValueError) as exc:
         st.error(f"대화를 시작할 수 없습니다: {exc}")
@@ -56,34 +66,65 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
                       if p in personas)
     st.caption(f"{names} · {chat.backend} / {chat.model} · {chat.strategy}")
     _goal_card(engine, chat.goal_id, session_id)
+    chat_column, side = st.columns([3, 2], gap="medium")
+    with side:
+        meter_slot = st.empty()
+        with meter_slot.container():
+            meter.render(engine, chat)
+        chat = panel.render(engine, chat)
+        review_view.render(engine, chat)
     messages = engine.store.messages(session_id)
-    if not messages:
-        for pid in chat.personas:
-            if pid in personas:
-                with st.chat_message("assistant", avatar=context.avatar(pid)):
-                    st.markdown(f"**{personas[pid].name}**")
-                    st.text(personas[pid].greeting)
-    for message in messages:
-        _show(message, personas)
+    with chat_column:
+        if not messages:
+            for pid in chat.personas:
+                if pid in personas:
+                    with st.chat_message("assistant", avatar=context.avatar(pid)):
+                        st.markdown(f"**{personas[pid].name}**")
+                        st.text(personas[pid].greeting)
+        for message in messages:
+            _show(message, personas)
 
     state = st.session_state
     if failure := state.pop("reply_failure", None):  # set before the rerun that redrew the page
         st.error(failure)
+    if warning := state.pop("judge_failure", None):
+        st.warning(warning)
     if state.get("stop_button"):  # the click that stopped the last reply
         st.info("답변을 중지했습니다. 중단된 답변은 저장되어 있습니다.")
-    text = st.chat_input("비평가에게 할 말을 입력하세요")
+    text = st.chat_input("비평가에게 할 말을 입력하세요 (@이름: 한 명에게만)")
     if text:
         try:
             user = engine.send(session_id, text)
         except (PolarisError, ValueError) as exc:
             st.error(f"{exc}")
             return
-        _show(user, personas)
-        _stream_replies(engine, session_id, chat.personas)
+        with chat_column:
+            _show(user, personas)
+        if state.get("judge_on", True):
+            _judge(engine, session_id, meter_slot)
+        turn = sum(m.role == "user" for m in messages) + 1
+        with chat_column:
+            _stream_replies(engine, session_id, debate.speakers(chat, text, personas, turn))
         st.rerun()
     elif messages and st.button("↻ 다시 생성", key="regenerate"):
-        _stream_replies(engine, session_id, chat.personas, regenerate=True)
+        with chat_column:
+            _stream_replies(engine, session_id,
+                            debate.last_turn_speakers(engine.store, chat, personas),
+                            regenerate=True)
         st.rerun()
+
+
+def _judge(engine: ChatEngine, session_id: int, meter_slot) -> None:
+    """Judge the user's message before the critics answer, and move the meter at once."""
+    try:
+        with st.spinner("심판이 판정하는 중…"):
+            debate.judge_turn(engine, session_id)
+    except (PolarisError, ValueError) as exc:
+        st.session_state.judge_failure = (
+            f"심판이 이번 발언을 판정하지 못했습니다 (점수는 그대로입니다): {exc}")
+        return
+    with meter_slot.container():
+        meter.render(engine, engine.store.get_session(session_id))
 
 
 def _stream_replies(engine: ChatEngine, session_id: int, persona_ids: list[str],

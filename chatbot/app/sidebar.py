@@ -94,7 +94,8 @@ def _model_picker(engine: ChatEngine) -> None:
         else:
             st.text_input("모델", value=default_model, key="model")
         st.selectbox("프롬프트 전략", STRATEGIES,
-                     index=STRATEGIES.index(state.get("strategy", settings.strategy)),
+                     index=STRATEGIES.index(state.get(
+                         "strategy", settings.default_strategy(kind, state.get("model")))),
                      format_func=context.STRATEGY_LABELS.get, key="strategy")
         if state.get("session_id") is not None and st.button("이 대화에 적용", key="apply_model"):
             engine.store.update_session(state.session_id, backend=state.backend,
