@@ -90,10 +90,12 @@ def chat(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Say MESSAGE to a critic and print the reply as it streams."""
+    from chatbot.engine import clean_user_text
     from serving.prompting import GoalCard
 
     engine = _engine()
     engine.persona(persona)
+    message = clean_user_text(message)  # refused before any session is created
     if session is None:
         chat_session = engine.start_session(
             [persona], backend=backend, model=model, strategy=strategy,
@@ -372,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         _fail(str(exc), 2)
     except PolarisError as exc:
         _fail(str(exc), 1)
+    except OSError as exc:  # e.g. --out names a folder or an unwritable place
+        target = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{target}{exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from chatbot import debate
 from chatbot.models import ChatMessage, ChatSession
-from chatbot.store import Store
+from chatbot.store import Store, check_encodable
 from serving.backend import ChatBackend, create_backend
 from serving.persona import Persona, PersonaError, load_all_personas
 from serving.prompting import GoalCard, build_messages, trim_history
@@ -28,6 +28,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def clean_user_text(text: str) -> str:
     """The user's message without control characters; refuses empty or oversized text."""
     text = _CONTROL.sub("", text).replace("\r\n", "\n").strip()
+    check_encodable(text)
     if not text:
         raise ValueError("메시지가 비어 있습니다: 비평가에게 할 말을 입력하세요.")
     if len(text) > MAX_USER_CHARS:

@@ -266,7 +266,7 @@ class Store:
         if role not in ("user", "assistant"):
             raise ValueError(f"role must be user or assistant, got {role!r}")
         _check_status(status)
-        _check_encodable(content)
+        check_encodable(content)
         message = ChatMessage(session_id=session_id, role=role, content=content,
                               persona=persona, status=status, **fields)
         with self._session() as session:
@@ -430,7 +430,7 @@ def _check_status(status: str) -> None:
         raise ValueError(f"status must be one of {', '.join(MESSAGE_STATUSES)}, got {status!r}")
 
 
-def _check_encodable(text: str) -> None:
+def check_encodable(text: str) -> None:
     """Refuse text no database can store (unpaired surrogates, e.g. from undecodable argv
     bytes) with a sentence instead of a codec traceback."""
     try:

@@ -69,3 +69,26 @@ def database_url(request, tmp_path):
     url = server.new_database()
     yield url
     server.drop_database(url)
+
+
+@pytest.fixture
+def ui_env(monkeypatch):
+    """The Streamlit app on the scripted backend, with Streamlit's caches emptied around it
+    (the AppTest modules use it for every test)."""
+    import streamlit as st
+
+    monkeypatch.setenv("POLARIS_BACKEND", "scripted")
+    monkeypatch.setenv("POLARIS_MODEL", "script")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def store():
+    """The store of the test's own database (POLARIS_DATABASE_URL)."""
+    from chatbot.store import Store
+
+    return Store(os.environ["POLARIS_DATABASE_URL"])

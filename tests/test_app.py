@@ -4,7 +4,6 @@ import os
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from chatbot.store import Store
@@ -15,20 +14,7 @@ APP = ROOT / "chatbot" / "app" / "main.py"
 CRITICS = ["팀장님", "은퇴한 개발자 선배", "비관적인 취준생", "큰이모", "차분한 현실주의자"]
 
 
-@pytest.fixture(autouse=True)
-def _ui_env(monkeypatch):
-    monkeypatch.setenv("POLARIS_BACKEND", "scripted")
-    monkeypatch.setenv("POLARIS_MODEL", "script")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store(os.environ["POLARIS_DATABASE_URL"])
+pytestmark = pytest.mark.usefixtures("ui_env")  # tests/conftest.py; `store` is there too
 
 
 # -- helpers -------------------------------------------------------------------------------

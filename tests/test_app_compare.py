@@ -1,33 +1,16 @@
 """The 비교 page driven through AppTest, against the scripted backend and a tmp database."""
 
-import os
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
-
-from chatbot.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "chatbot" / "app" / "main.py"
 ASK = "더이상 회사에 못있겠어. 나만의 회사를 차릴거야."
 
 
-@pytest.fixture(autouse=True)
-def _ui_env(monkeypatch):
-    monkeypatch.setenv("POLARIS_BACKEND", "scripted")
-    monkeypatch.setenv("POLARIS_MODEL", "script")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store(os.environ["POLARIS_DATABASE_URL"])
+pytestmark = pytest.mark.usefixtures("ui_env")  # tests/conftest.py; `store` is there too
 
 
 def run(at: AppTest) -> AppTest:

@@ -1,30 +1,14 @@
 """The debate UI through AppTest: panel turn order, the meter and ledger beside the chat, a
 concession reached by answering objections, per-critic settings, the review and progress."""
 
-import os
 
 import pytest
-import streamlit as st
 
 from chatbot.store import Store
 from tests.scripted import judgement
 from tests.test_app import app, errors, page_text, run, send, submit_new_session
 
-
-@pytest.fixture(autouse=True)
-def _ui_env(monkeypatch):
-    monkeypatch.setenv("POLARIS_BACKEND", "scripted")
-    monkeypatch.setenv("POLARIS_MODEL", "script")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
-    st.cache_resource.clear()
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def store() -> Store:
-    return Store(os.environ["POLARIS_DATABASE_URL"])
+pytestmark = pytest.mark.usefixtures("ui_env")  # tests/conftest.py; `store` is there too
 
 
 def panel_app(critics=("team-lead", "late-relative"), title="퇴사하고 창업"):

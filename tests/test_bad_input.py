@@ -95,9 +95,6 @@ def test_cli_message_too_long_exits_2_and_stores_no_message(capsys, scripted):
     assert scripted.requests == []
 
 
-@pytest.mark.xfail(strict=True, reason="known fault: `polaris chat` creates the session before "
-                   "it checks the message, so a refused message leaves an empty session behind "
-                   "(chatbot/cli.py: call clean_user_text before start_session)")
 @pytest.mark.parametrize("text", ["a" * 100_000, "\x00\x07", "안녕 \udcff"])
 def test_cli_refused_message_leaves_no_empty_session(capsys, scripted, text):
     code, _, _ = polaris(capsys, "chat", "team-lead", text, "--backend", "scripted")
@@ -256,8 +253,6 @@ def test_bad_cli_arguments_exit_2_and_write_nothing(capsys, scripted, args, mess
     assert scripted.requests == []
 
 
-@pytest.mark.xfail(strict=True, reason="known fault: `--out` to a folder or an unwritable path "
-                   "ends in a Python traceback (chatbot/cli.py main() does not catch OSError)")
 @pytest.mark.parametrize("target", ["{TMP}", "/proc/polaris-export.md"])
 def test_export_to_an_unwritable_path_is_one_line(capsys, scripted, tmp_path, target):
     chat = db_store().create_session(personas=["team-lead"], backend="scripted", model="m",

@@ -24,7 +24,8 @@ def test_chat_json_from_the_console_script_then_sessions_list(model_path, tmp_pa
     result = json.loads(done.stdout)
     assert set(result) == JSON_KEYS
     assert result["persona"] == "retired-developer" and result["backend"] == "embedded"
-    assert result["model"] == model_path.name and result["strategy"] == "system"
+    assert result["model"] == model_path.name
+    assert result["strategy"] == "finetuned"  # auto: the shipped adapter is loaded
     assert result["reply"] and 1 <= result["tokens"] <= 24
     assert result["ttft_s"] > 0 and result["stop_reason"] in ("stop", "length")
     listed = subprocess.run([polaris_bin, "sessions", "list", "--json"], capture_output=True,
