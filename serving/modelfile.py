@@ -7,10 +7,7 @@ numbers, punctuation, symbols, space, tab and newline are silently dropped, so b
 """
 
 import os
-import sys
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-
 REWARDS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
