@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     judge_model: str | None = Field(None, description="The judge's model (default: the "
                                     "backend's default model).")
     judge_max_tokens: int = Field(512, ge=64, le=8_192)
+    judge: bool | None = Field(None, description="Run the persuasion judge after each message "
+                               "(default: on, except on the shipped 270M model, which cannot "
+                               "judge and would only slow every message down).")
 
     ollama_host: str = "http://127.0.0.1:11434"
     ollama_username: str | None = None
@@ -92,6 +95,14 @@ class Settings(BaseSettings):
         if kind == "embedded" and self.resolve_lora_path(model) is not None:
             return "finetuned"
         return "system"
+
+    def judge_default(self) -> bool:
+        """Whether the UI runs the judge unless the user toggles it."""
+        if self.judge is not None:
+            return self.judge
+        kind = self.judge_backend or self.backend
+        model = self.judge_model or (self.model if kind == self.backend else None)
+        return not (kind == "embedded" and self.resolve_model_path(model).name == DEFAULT_GGUF)
 
     def resolve_model_path(self, model: str | None = None) -> Path:
         """A GGUF name or path as a path: bare names are looked up in models_dir."""

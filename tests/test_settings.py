@@ -68,6 +68,15 @@ def test_the_shipped_adapter_applies_only_to_the_shipped_model(tmp_path):
     assert Settings(models_dir=tmp_path, strategy="fewshot").default_strategy() == "fewshot"
 
 
+def test_the_judge_is_off_only_where_it_would_run_on_the_shipped_270m_model():
+    assert Settings().judge_default() is False  # embedded default model
+    assert Settings(judge_backend="ollama", judge_model="qwen2.5:7b").judge_default() is True
+    assert Settings(judge_model="bigger-judge.gguf").judge_default() is True
+    assert Settings(backend="openai", model="gpt-4o-mini").judge_default() is True
+    assert Settings(judge=True).judge_default() is True
+    assert Settings(backend="ollama", judge=False).judge_default() is False
+
+
 def test_unknown_backend_kind_lists_the_known_ones():
     with pytest.raises(ValueError, match="embedded, ollama, openai"):
         create_backend("nope", Settings())

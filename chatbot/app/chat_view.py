@@ -100,7 +100,7 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
             return
         with chat_column:
             _show(user, personas)
-        if state.get("judge_on", True):
+        if state.get("judge_on", engine.settings.judge_default()):
             _judge(engine, session_id, meter_slot)
         turn = sum(m.role == "user" for m in messages) + 1
         with chat_column:

@@ -16,8 +16,10 @@ def render(engine: ChatEngine, chat: ChatSession) -> ChatSession:
                          format_func=debate.TURN_ORDERS.get, horizontal=True,
                          key=f"turn_order_{chat.id}")
         st.caption("메시지에 `@이름`(예: `@팀장님`)을 넣으면 그 비평가만 답합니다.")
-        st.toggle("심판 판정 (설득 미터)", value=True, key="judge_on",
-                  help="끄면 점수와 반론 기록 없이 대화만 합니다 (느린 컴퓨터에서 빠름).")
+        st.toggle("심판 판정 (설득 미터)", value=engine.settings.judge_default(), key="judge_on",
+                  help="끄면 점수와 반론 기록 없이 대화만 합니다 (느린 컴퓨터에서 빠름). 기본 "
+                       "내장 모델(270M)은 판정을 하지 못해 꺼 두었습니다: POLARIS_JUDGE_BACKEND와 "
+                       "POLARIS_JUDGE_MODEL로 더 큰 심판 모델을 지정하세요.")
         settings = chat.critic_settings or {}
         for pid in chat.personas:
             persona = engine.personas.get(pid)
