@@ -258,6 +258,25 @@ def test_reload_resumes_the_session_named_in_the_url(scripted, store):
     assert "새 토론 시작" in [h.value for h in stale.header]
 
 
+def test_a_long_session_draws_the_latest_messages_and_more_on_request(scripted, store):
+    from chatbot.app.chat_view import RECENT
+
+    at = new_app_with_session("긴 대화")
+    chat = only_session(store)
+    for i in range(RECENT + 30):
+        store.add_message(chat.id, "user", f"메시지-{i:03d}")
+    run(at)
+    shown = page_text(at)
+    last = RECENT + 29
+    assert f"메시지-{last:03d}" in shown and "메시지-030" in shown and "메시지-029" not in shown
+    more = at.button(key=f"more_{chat.id}")
+    assert more.label == "이전 메시지 30개 더 보기 (숨김 30개)"
+    more.click()
+    run(at)
+    assert "메시지-000" in page_text(at)
+    assert not [b for b in at.button if b.key == f"more_{chat.id}"]
+
+
 @pytest.mark.parametrize("text", ["   ", "\n\t "])
 def test_blank_message_is_refused(scripted, store, text):
     at = new_app_with_session()

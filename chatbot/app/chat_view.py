@@ -58,6 +58,24 @@ def render_new_session(engine: ChatEngine) -> None:
     st.rerun()
 
 
+RECENT = 50  # messages drawn at first: Streamlit draws ~4 elements per message
+
+
+def _visible(messages: list, session_id: int) -> list:
+    """The latest RECENT messages, with a button that grows the window by RECENT at a time
+    (a 500-message session otherwise takes seconds to draw)."""
+    key = f"shown_{session_id}"
+    shown = st.session_state.get(key, RECENT)
+    hidden = len(messages) - shown
+    if hidden <= 0:
+        return messages
+    if st.button(f"이전 메시지 {min(hidden, RECENT)}개 더 보기 (숨김 {hidden}개)",
+                 key=f"more_{session_id}"):
+        st.session_state[key] = shown + RECENT
+        st.rerun()
+    return messages[-shown:]
+
+
 def render_session(engine: ChatEngine, session_id: int) -> None:
     chat = engine.store.get_session(session_id)
     personas = engine.personas
@@ -81,7 +99,7 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
                     with st.chat_message("assistant", avatar=context.avatar(pid)):
                         st.markdown(f"**{personas[pid].name}**")
                         st.text(personas[pid].greeting)
-        for message in messages:
+        for message in _visible(messages, session_id):
             _show(message, personas)
 
     state = st.session_state
