@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.engine import clean_user_text
+from chatbot.engine import ChatEngine, clean_user_text
 from chatbot.models import Comparison, ComparisonAnswer
 from chatbot.store import Store
 from serving.backend import ChatBackend, available_backends, create_backend
 from serving.errors import InvalidInput, PolarisError
-from serving.persona import Persona, PersonaError, load_all_personas
+from serving.persona import Persona
 from serving.prompting import build_messages
 from serving.retrieval import retrieve_examples
 from serving.settings import STRATEGIES, Settings
@@ -154,20 +154,13 @@ class Comparer:
     def __init__(self, settings: Settings, store: Store | None = None,
                  personas: dict[str, Persona] | None = None,
                  backend_factory: Callable[..., ChatBackend] = create_backend):
-        self.settings = settings
-        self.store = store or Store(settings.database_url)
-        self.personas = personas or load_all_personas(settings.personas_dir, settings.data_dir)
+        engine = ChatEngine(settings, store, personas, backend_factory)  # store, cards, lookup
+        self.settings, self.store, self.personas = settings, engine.store, engine.personas
+        self.persona = engine.persona
         self._backend_factory = backend_factory
+        # keyed by adapter too, unlike the engine's: see backend()
         self._backends: dict[tuple, ChatBackend] = {}
         self._lock = threading.Lock()
-
-    def persona(self, persona_id: str) -> Persona:
-        try:
-            return self.personas[persona_id]
-        except KeyError:
-            raise PersonaError(
-                f"unknown persona {persona_id!r}: choose one of {', '.join(self.personas)}"
-            ) from None
 
     def backend(self, kind: str, model: str | None, adapter: str | None = None) -> ChatBackend:
         """A cached backend. Only the `finetuned` cells get the LoRA adapter: the other
