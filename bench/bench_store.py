@@ -13,6 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from chatbot.app.chat_view import RECENT
+from chatbot.models import utcnow
 from chatbot.store import Store
 from tests.pg import PostgresServer, binaries_available
 
@@ -50,21 +52,72 @@ def measure(url: str, appends: int, messages: int, opens: int) -> dict[str, floa
                           persona="team-lead" if i % 2 else None)
         append_ms.append((time.perf_counter() - started) * 1000)
 
+    raw_append_ms = _raw_appends(store, chat.id, appends)
+
     big = store.create_session(personas=["team-lead"], backend="embedded", model="m",
                                strategy="system")
     fill(store, big.id, messages)
     assert len(store.messages(big.id)) == messages
-    open_ms = []
+    open_ms, page_ms, raw_ms = [], [], []
     for _ in range(opens):
-        started = time.perf_counter()
-        store.messages(big.id)
-        open_ms.append((time.perf_counter() - started) * 1000)
+        open_ms.append(_ms(lambda: store.messages(big.id)))
+        page_ms.append(_ms(lambda: _open_page(store, big.id)))
+        raw_ms.append(_ms(lambda: _raw_read(store, big.id)))
     store.engine.dispose()
     return {
         "append p50 ms": statistics.median(append_ms),
         "append p99 ms": percentile(append_ms, 99),
-        f"open {messages:,} msgs ms (median)": statistics.median(open_ms),
+        "raw driver append p50 ms": statistics.median(raw_append_ms),
+        "open (UI page) ms": statistics.median(page_ms),
+        f"read all {messages:,} ms": statistics.median(open_ms),
+        f"raw driver {messages:,} ms": statistics.median(raw_ms),
     }
+
+
+def _ms(action) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000
+
+
+def _raw_appends(store: Store, session_id: int, n: int) -> list[float]:
+    """Baseline: INSERT + COMMIT of the same row through the bare DB-API driver (the least any
+    durable append can cost on this database)."""
+    mark = "?" if store.engine.dialect.name == "sqlite" else "%s"
+    sql = (f"INSERT INTO message (session_id, role, content, status, created_at) "
+           f"VALUES ({mark}, 'user', {mark}, 'complete', {mark})")
+    connection = store.engine.raw_connection()
+    timings = []
+    try:
+        cursor = connection.cursor()
+        for _ in range(n):
+            started = time.perf_counter()
+            cursor.execute(sql, (session_id, REPLY, utcnow()))
+            connection.commit()
+            timings.append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
+    return timings
+
+
+def _open_page(store: Store, session_id: int) -> None:
+    """What the chat page reads to open a session: the session, the count, the latest page."""
+    store.get_session(session_id)
+    store.count_messages(session_id)
+    store.messages(session_id, last=RECENT)
+
+
+def _raw_read(store: Store, session_id: int) -> list:
+    """Baseline: the same rows through the bare DB-API driver, no SQLAlchemy."""
+    mark = "?" if store.engine.dialect.name == "sqlite" else "%s"
+    connection = store.engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT * FROM message WHERE session_id = {mark} ORDER BY id",
+                       (session_id,))
+        return cursor.fetchall()
+    finally:
+        connection.close()
 
 
 def run(appends: int = 1000, messages: int = 10_000, opens: int = 15) -> dict[str, dict]:

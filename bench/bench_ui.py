@@ -1,5 +1,11 @@
-"""UI: time for the browser to show a 500-message session, from navigation until every message
-is on screen and Streamlit is idle (`polaris run` + Debian's Chromium through Playwright).
+"""UI: time for the browser to show a 500-message session, from navigation until the messages
+the page draws are on screen and Streamlit is idle (`polaris run` + Debian's Chromium through
+Playwright).
+
+Baselines measured in the same run, interleaved with the real thing so load hits all alike:
+- a one-line Streamlit app (`st.write`): the floor any Streamlit page pays on this machine
+  (JS bundle, websocket, first script run);
+- an empty Polaris session: the same page with no messages.
 
 Usage: .venv/bin/python bench/bench_ui.py [--messages 500] [--runs 5]
 """
@@ -25,6 +31,8 @@ from chatbot.app.chat_view import RECENT
 from chatbot.store import Store
 from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, POLARIS, _free_port
 
+HELLO = "import streamlit as st\n\nst.write('북극성')\n"
+
 
 def run(messages: int = 500, runs: int = 5) -> dict[str, float]:
     from playwright.sync_api import sync_playwright
@@ -32,45 +40,78 @@ def run(messages: int = 500, runs: int = 5) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         url_db = f"sqlite:///{folder}/data/polaris.db"
         store = Store(url_db)
-        chat = store.create_session(personas=["team-lead"], backend="embedded",
-                                    model="gemma-3-270m-q4_k_m.gguf", strategy="system",
-                                    title="렌더링 벤치마크")
-        fill(store, chat.id, messages)
+        sessions = {}
+        for size in (0, messages):
+            chat = store.create_session(personas=["team-lead"], backend="embedded",
+                                        model="gemma-3-270m-q4_k_m.gguf", strategy="system",
+                                        title=f"렌더링 벤치마크 {size}")
+            fill(store, chat.id, size)
+            sessions[size] = chat.id
+        hello = Path(folder, "hello.py")
+        hello.write_text(HELLO, encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLARIS_")}
         env.update(POLARIS_DATABASE_URL=url_db, POLARIS_DATA_DIR=f"{folder}/data",
                    POLARIS_MODELS_DIR=str(ROOT / "models"))
-        port = _free_port()
-        server = subprocess.Popen([str(POLARIS), "run", "--port", str(port)], env=env,
-                                  cwd=folder, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        polaris, floor = _free_port(), _free_port()
+        servers = [
+            subprocess.Popen([str(POLARIS), "run", "--port", str(polaris)], env=env, cwd=folder,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+            subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(hello),
+                              "--server.port", str(floor), "--server.headless", "true",
+                              "--browser.gatherUsageStats", "false"], env=env, cwd=folder,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        ]
         try:
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{base}/_stcore/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            for port in (polaris, floor):
+                _wait_healthy(f"http://127.0.0.1:{port}")
+            cases = {
+                "hello": (f"http://127.0.0.1:{floor}", 0),
+                "empty": (f"http://127.0.0.1:{polaris}/?session={sessions[0]}", 0),
+                "full": (f"http://127.0.0.1:{polaris}/?session={sessions[messages]}",
+                         min(messages, RECENT)),
+            }
+            timings: dict[str, list[float]] = {name: [] for name in cases}
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                timings = [_open(browser, f"{base}/?session={chat.id}", messages)
-                           for _ in range(runs + 1)]
+                for name, (url, drawn) in cases.items():  # warm-up: first open of each
+                    _open(browser, url, drawn)
+                for _ in range(runs):
+                    for name, (url, drawn) in cases.items():
+                        timings[name].append(_open(browser, url, drawn))
                 browser.close()
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-    return {"first open s": timings[0], "render s (median)": statistics.median(timings[1:]),
-            "render s (max)": max(timings[1:])}
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+    median = {name: statistics.median(values) for name, values in timings.items()}
+    return {"render s (median)": median["full"], "render s (max)": max(timings["full"]),
+            "empty session s (median)": median["empty"],
+            "streamlit floor s (median)": median["hello"],
+            "over floor s": median["full"] - median["hello"]}
 
 
-def _open(browser, url: str, messages: int) -> float:
+def _wait_healthy(base: str) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/_stcore/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{base} did not come up")
+
+
+def _open(browser, url: str, drawn: int) -> float:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(300_000)
     started = time.perf_counter()
     page.goto(url)
-    page.wait_for_function(
-        "n => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= n",
-        arg=min(messages, RECENT))  # the page draws the latest RECENT, the rest on request
+    if drawn:
+        page.wait_for_function(
+            "n => document.querySelectorAll('[data-testid=\"stChatMessage\"]').length >= n",
+            arg=drawn)  # the page draws the latest RECENT, the rest on request
+    else:
+        page.locator('[data-testid="stMarkdown"], [data-testid="stChatMessage"]').first.wait_for()
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
     elapsed = time.perf_counter() - started
     page.close()

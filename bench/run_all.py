@@ -67,9 +67,12 @@ def main() -> None:
         import bench_ui
 
         r = bench_ui.run(runs=2 if q else 5)
-        measured = (f"{r['render s (median)']:.2f} s (max {r['render s (max)']:.2f}, "
-                    f"first open {r['first open s']:.2f})")
+        measured = (f"{r['render s (median)']:.2f} s (max {r['render s (max)']:.2f}); "
+                    f"empty session {r['empty session s (median)']:.2f} s, one-line "
+                    f"Streamlit page {r['streamlit floor s (median)']:.2f} s")
         rows.append(("UI: render a 500-message session", measured, "≤ 1.5 s"))
+        rows.append(("UI: 500-message session over a one-line Streamlit page",
+                     f"+{r['over floor s']:.2f} s", "–"))
 
     def export():
         import bench_export

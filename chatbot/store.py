@@ -5,7 +5,8 @@ reply being generated is committed first as `interrupted` and updated as it stre
 at any moment leaves the conversation readable.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event, func
+from sqlalchemy import delete, event, func, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlmodel import Session, create_engine, select
@@ -47,6 +48,34 @@ class NotFound(InvalidInput):
 
 class BadDatabaseURL(StoreError, InvalidInput):
     """POLARIS_DATABASE_URL is not a database URL at all (bad input: the CLI exits 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A message as read back for display, prompts and export: plain and read-only.
+
+    Reading a long session as ORM objects costs ~4x more than the rows themselves; history is
+    never edited in place (updates go through `Store.update_message`)."""
+
+    id: int
+    session_id: int
+    role: str
+    persona: str | None
+    content: str
+    status: str
+    model: str | None
+    backend: str | None
+    strategy: str | None
+    tokens: int | None
+    prompt_tokens: int | None
+    ttft_s: float | None
+    tok_per_s: float | None
+    stop_reason: str | None
+    error: str | None
+    created_at: datetime
+
+
+_MESSAGE_COLUMNS = [ChatMessage.__table__.c[name] for name in MessageRow.__slots__]
 
 
 @dataclass(frozen=True)
@@ -124,6 +153,17 @@ class Store:
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A session whose statements and commit turn database errors into a StoreError."""
+        with self._session() as session:
+            try:
+                yield session
+                session.commit()
+            except OperationalError as exc:
+                session.rollback()
+                raise StoreError(_explain(exc, self.url)) from None
 
     def _commit(self, session: Session) -> None:
         try:
@@ -221,21 +261,13 @@ class Store:
         return self.update_session(session_id, title=title)
 
     def delete_session(self, session_id: int) -> None:
-        with self._session() as session:
-            chat = session.get(ChatSession, session_id)
-            if chat is None:
+        with self._writing() as session:
+            if session.get(ChatSession, session_id) is None:
                 raise NotFound(f"session {session_id} does not exist")
-            # explicit delete so PostgreSQL and SQLite behave alike without relying on cascades
-            for table in (Judgement, Review):
-                for row in session.exec(select(table).where(table.session_id == session_id)):
-                    session.delete(row)
-            session.flush()
-            for message in session.exec(
-                select(ChatMessage).where(ChatMessage.session_id == session_id)
-            ):
-                session.delete(message)
-            session.delete(chat)
-            self._commit(session)
+            # explicit deletes so PostgreSQL and SQLite behave alike without relying on cascades
+            for table in (Judgement, Review, ChatMessage):
+                session.execute(delete(table).where(table.session_id == session_id))
+            session.execute(delete(ChatSession).where(ChatSession.id == session_id))
 
     def list_sessions(self) -> list[SessionSummary]:
         counts = (
@@ -269,15 +301,14 @@ class Store:
         check_encodable(content)
         message = ChatMessage(session_id=session_id, role=role, content=content,
                               persona=persona, status=status, **fields)
-        with self._session() as session:
-            chat = session.get(ChatSession, session_id)
-            if chat is None:
+        # One UPDATE and one INSERT … RETURNING id: every round trip counts on PostgreSQL.
+        with self._writing() as session:
+            touched = session.execute(
+                update(ChatSession).where(ChatSession.id == session_id)
+                .values(updated_at=message.created_at))
+            if touched.rowcount == 0:
                 raise NotFound(f"session {session_id} does not exist")
-            chat.updated_at = utcnow()
-            session.add(chat)
             session.add(message)
-            self._commit(session)
-            session.refresh(message)
         return message
 
     def update_message(self, message_id: int, **fields: Any) -> ChatMessage:
@@ -296,18 +327,29 @@ class Store:
 
     def delete_messages(self, message_ids: Iterable[int]) -> None:
         ids = list(message_ids)
-        with self._session() as session:
-            for message in session.exec(select(ChatMessage).where(ChatMessage.id.in_(ids))):
-                session.delete(message)
-            self._commit(session)
+        with self._writing() as session:
+            session.execute(delete(Judgement).where(Judgement.message_id.in_(ids)))
+            session.execute(delete(ChatMessage).where(ChatMessage.id.in_(ids)))
 
-    def messages(self, session_id: int) -> list[ChatMessage]:
-        with self._session() as session:
-            return list(session.exec(
-                select(ChatMessage).where(ChatMessage.session_id == session_id)
-                .order_by(ChatMessage.id)
-            ))
+    def messages(self, session_id: int, *, last: int | None = None) -> list[MessageRow]:
+        """A session's messages in order; `last=N` reads only the newest N."""
+        table = ChatMessage.__table__
+        query = select(*_MESSAGE_COLUMNS).where(table.c.session_id == session_id)
+        if last is not None:
+            query = query.order_by(table.c.id.desc()).limit(last)
+        else:
+            query = query.order_by(table.c.id)
+        with self.engine.connect() as connection:
+            rows = [MessageRow(*row) for row in connection.execute(query)]
+        return rows[::-1] if last is not None else rows
 
+    def count_messages(self, session_id: int, role: str | None = None) -> int:
+        query = select(func.count()).select_from(ChatMessage).where(
+            ChatMessage.session_id == session_id)
+        if role is not None:
+            query = query.where(ChatMessage.role == role)
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()
 
     # -- debate: judgements and reviews ------------------------------------------------------
 

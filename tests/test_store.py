@@ -76,6 +76,49 @@ def test_session_lifecycle_and_listing(store):
         store.get_session(a.id)
 
 
+def test_reading_a_page_of_messages_and_counting(store):
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+    for i in range(7):
+        store.add_message(chat.id, "user" if i % 2 == 0 else "assistant", f"메시지 {i}",
+                          persona=None if i % 2 == 0 else "team-lead", tokens=i)
+    everything = store.messages(chat.id)
+    assert [m.content for m in everything] == [f"메시지 {i}" for i in range(7)]
+    assert [m.content for m in store.messages(chat.id, last=3)] == ["메시지 4", "메시지 5",
+                                                                   "메시지 6"]
+    assert store.messages(chat.id, last=3) == everything[-3:]
+    assert store.messages(chat.id, last=100) == everything
+    assert store.count_messages(chat.id) == 7 and store.count_messages(chat.id, "user") == 4
+    row = everything[1]
+    assert (row.role, row.persona, row.tokens, row.status) == ("assistant", "team-lead", 1,
+                                                               "complete")
+    with pytest.raises(AttributeError):  # history is read-only: updates go through the store
+        row.content = "바뀜"
+
+
+def test_appending_touches_the_session_and_refuses_unknown_sessions(store):
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+    message = store.add_message(chat.id, "user", "안녕하세요")
+    assert message.id == store.messages(chat.id)[0].id
+    touched = store.get_session(chat.id).updated_at
+    assert touched.replace(tzinfo=None) >= chat.updated_at.replace(tzinfo=None)
+    with pytest.raises(NotFound):
+        store.add_message(chat.id + 1000, "user", "어디로 가나요")
+    assert store.count_messages(chat.id + 1000) == 0
+
+
+def test_deleting_messages_takes_their_judgements_along(store):
+    from chatbot.models import Judgement
+
+    chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
+    keep = store.add_message(chat.id, "user", "첫 번째")
+    drop = store.add_message(chat.id, "user", "두 번째")
+    store.add_judgements([Judgement(session_id=chat.id, message_id=m.id, persona="team-lead",
+                                    score=10) for m in (keep, drop)])
+    store.delete_messages([drop.id])
+    assert [m.id for m in store.messages(chat.id)] == [keep.id]
+    assert [j.message_id for j in store.judgements(chat.id)] == [keep.id]
+
+
 def test_bad_values_are_refused_without_writing(store):
     chat = store.create_session(personas=["team-lead"], backend="e", model="m", strategy="system")
     with pytest.raises(ValueError, match="title"):
