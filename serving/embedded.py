@@ -200,6 +200,15 @@ class EmbeddedBackend:
         completion = 0
         first_at: float | None = None
         reason = "length"
+        grammar = json_grammar(options.json_schema)
+        greedy = None
+        if grammar is not None and options.temperature == 0 and options.repeat_penalty == 1:
+            # same tokens as llama.cpp's grammar sampler, without matching the whole
+            # vocabulary every token (serving/constrained.py)
+            from serving.constrained import GreedyGrammar  # numpy comes with llama-cpp-python
+
+            greedy = GreedyGrammar(_llama_cpp(), llm, grammar)
+            grammar = None
         tokens = llm.generate(
             prompt,
             top_k=options.top_k,
@@ -208,7 +217,8 @@ class EmbeddedBackend:
             temp=options.temperature,
             repeat_penalty=options.repeat_penalty,
             reset=True,
-            grammar=json_grammar(options.json_schema),
+            grammar=grammar,
+            logits_processor=[greedy] if greedy else None,
         )
         try:
             for token in tokens:
@@ -233,6 +243,8 @@ class EmbeddedBackend:
             raise BackendError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             tokens.close()
+            if greedy:
+                greedy.close()
         tail = stops.flush(decoder.decode(b"", final=True)) if reason != "stop" else ""
         if tail:
             first_at = first_at or time.perf_counter()

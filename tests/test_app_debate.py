@@ -1,9 +1,13 @@
 """The debate UI through AppTest: panel turn order, the meter and ledger beside the chat, a
 concession reached by answering objections, per-critic settings, the review and progress."""
 
+import json
 
+import pyarrow as pa
 import pytest
 
+from chatbot.app.review_view import shown
+from chatbot.debate import CONCEDE_AT
 from chatbot.store import Store
 from tests.scripted import judgement
 from tests.test_app import app, errors, page_text, run, send, submit_new_session
@@ -117,7 +121,7 @@ def test_review_is_written_shown_and_carried_into_the_next_session(scripted, sto
     run(at)
     review = store.latest_review(session_id)
     assert review is not None and "> 유료 고객 23곳입니다" in review.markdown
-    assert review.markdown.strip() in [m.value for m in at.markdown]
+    assert shown(review.markdown).strip() in [m.value for m in at.markdown]
     assert at.get("download_button")
     at.button(key=f"goal_from_review_{session_id}").click()
     run(at)
@@ -165,4 +169,47 @@ def test_progress_page_shows_every_session_on_a_goal(scripted, store):
     assert any(label.startswith(f"#{first} ") and "평균 20점" in label for label in labels)
     assert any("평균 25점" in label for label in labels)
     assert "**📈 이 북극성의 진행**" in page_text(at)
-    assert any(m.value.startswith("# 토론 리뷰") for m in at.markdown)
+    assert any(m.value.startswith("#### 토론 리뷰") for m in at.markdown)
+
+
+def chart_layers(at) -> dict[str, list[dict]]:
+    """The score chart's rows per layer mark (line, rule), read back from its Arrow data."""
+    [chart] = at.get("arrow_vega_lite_chart") or at.get("vega_lite_chart")
+    spec = json.loads(chart.proto.spec)
+    data = {d.name: pa.ipc.open_stream(d.data.data).read_all().to_pylist()
+            for d in chart.proto.datasets}
+    return {layer["mark"]["type"]: data[layer["data"]["name"]] for layer in spec["layer"]} | {
+        "y_domain": spec["layer"][0]["encoding"]["y"]["scale"]["domain"]}
+
+
+def test_one_turn_score_chart_starts_at_zero_on_a_fixed_scale(scripted, store):
+    # found in the browser: after the first message the chart had one point per critic, drew
+    # no line, and labelled its degenerate axes 0.000000 and 1.000000
+    at = panel_app()
+    scripted.judgements = [judgement(team_lead=(20, {"o1": "addressed"}),
+                                     late_relative=(5, {"o1": "open"}))]
+    send(at, "유료 고객이 12명 있습니다")
+    layers = chart_layers(at)
+    assert sorted((r["비평가"], r["턴"], r["설득 점수"]) for r in layers["line"]) == [
+        ("큰이모", 0, 0), ("큰이모", 1, 5), ("팀장님", 0, 0), ("팀장님", 1, 20)]
+    assert layers["y_domain"] == [0, 100]
+    assert layers["rule"] == [{"설득 점수": CONCEDE_AT}]
+
+
+def test_made_review_shows_at_once_with_page_sized_headings(scripted, store):
+    # found in the browser: right after "토론 마치고 리뷰 만들기" the button kept that label
+    # beside the review it had made, and the review's H1 title filled the side column
+    at = panel_app(("team-lead",))
+    scripted.judgements = [judgement(team_lead=(20, {"o1": "addressed"}))]
+    send(at, "유료 고객 23곳입니다")
+    session_id = store.list_sessions()[0].id
+    at.button(key=f"make_review_{session_id}").click()
+    run(at)
+    assert at.button(key=f"make_review_{session_id}").label == "리뷰 다시 만들기"
+    review = store.latest_review(session_id)
+    assert review.markdown.startswith("# 토론 리뷰 — ")  # the download keeps it as written
+    markdown = [m.value for m in at.markdown]
+    assert shown(review.markdown).strip() in markdown
+    assert not [m for m in markdown if m.startswith(("# ", "## ", "### "))]
+    assert shown("# 리뷰\n\n## 가장 강했던 반박\n\n> # 인용\n") == (
+        "#### 리뷰\n\n##### 가장 강했던 반박\n\n> # 인용\n")

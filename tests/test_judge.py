@@ -224,3 +224,41 @@ def test_embedded_grammar_makes_even_the_base_model_answer_schema_valid_json(mod
     jsonschema.validate(raw, schema)
     assert 0 <= verdict.ledger["team-lead"].score <= 25
     assert verdict.ledger["team-lead"].objections[0].state in ("open", "addressed")
+
+
+@pytest.mark.model
+def test_greedy_grammar_picks_the_same_tokens_as_llama_cpps_grammar_sampler(model_path):
+    """serving/constrained.py skips llama.cpp's whole-vocabulary grammar pass when a shortlist
+    already holds an allowed token; the tokens must not change. A bare prompt makes the model's
+    first choice break the grammar often, so the shortlists and the fallback all get used."""
+    from serving.constrained import GreedyGrammar
+    from serving.embedded import EmbeddedBackend, _llama_cpp, json_grammar
+
+    loaded = EmbeddedBackend(model_path, n_ctx=2048).load()
+    llm = loaded.llm
+    schema = judge_schema(ledger(0, "open", "addressed"))
+    grammar = json_grammar(schema)
+    prompt = llm.tokenize("토론 판정: 사용자는 적금 3천만 원이 있다고 했다.\n".encode(), add_bos=True)
+
+    def decode(processor) -> list[int]:
+        out = []
+        generator = llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True,
+                                 grammar=None if processor else grammar,
+                                 logits_processor=[processor] if processor else None)
+        for token in generator:
+            if token in loaded.stop_ids or len(out) == 120:
+                break
+            out.append(token)
+        generator.close()
+        return out
+
+    theirs = decode(None)
+    greedy = GreedyGrammar(_llama_cpp(), llm, grammar)
+    ours = decode(greedy)
+    greedy.close()
+    assert ours == theirs
+    assert sum(greedy.checks.values()) in (len(ours), len(ours) + 1)  # +1: the token cut off
+    assert all(greedy.checks.values()), greedy.checks  # every path chose some tokens
+    text = llm.detokenize(ours).decode()
+    if len(ours) < 120:  # finished: the JSON is whole and valid
+        jsonschema.validate(json.loads(text), schema)

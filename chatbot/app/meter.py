@@ -1,6 +1,7 @@
 """The persuasion meter beside the chat: each critic's score, its objection ledger, and a
 chart of the scores over the turns (all read from the judge's rows in the DB)."""
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -8,6 +9,7 @@ from chatbot import debate
 from chatbot.app import context
 from chatbot.engine import ChatEngine
 from chatbot.models import ChatSession
+from serving.judge import INITIAL_SCORE
 
 STATE_ICONS = {"open": "🔴", "addressed": "🟡", "conceded": "🟢"}
 STATE_LABELS = {"open": "미해결", "addressed": "답함", "conceded": "인정받음"}
@@ -33,7 +35,22 @@ def render(engine: ChatEngine, chat: ChatSession) -> None:
                        f"{o.text}{reason}")
     history = debate.score_history(rows)
     if history:
-        names = {pid: personas[pid].name if pid in personas else pid for pid in chat.personas}
-        frame = pd.DataFrame(history, index=range(1, len(history) + 1)).rename(columns=names)
-        frame.index.name = "턴"
-        st.line_chart(frame, x_label="턴", y_label="설득 점수", height=220)
+        st.altair_chart(score_chart(history, {pid: personas[pid].name if pid in personas
+                                              else pid for pid in chat.personas}),
+                        width="stretch")
+
+
+def score_chart(history: list[dict[str, int]], names: dict[str, str]) -> alt.LayerChart:
+    """Scores per turn on a fixed 0–100 scale from turn 0 (the start, everyone at 0), with the
+    concession bar: a one-turn debate still draws a line, and the axis never rescales."""
+    start = {pid: INITIAL_SCORE for pid in names}
+    frame = pd.DataFrame([start, *history]).rename(columns=names)
+    frame.index.name = "턴"
+    data = frame.reset_index().melt("턴", var_name="비평가", value_name="설득 점수").dropna()
+    lines = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("턴:O", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("설득 점수:Q", scale=alt.Scale(domain=[0, 100])),
+        color=alt.Color("비평가:N", legend=alt.Legend(orient="bottom", title=None)))
+    bar = alt.Chart(pd.DataFrame({"설득 점수": [debate.CONCEDE_AT]})).mark_rule(
+        strokeDash=[4, 4], color="gray").encode(y="설득 점수:Q")
+    return (lines + bar).properties(height=220)

@@ -2,6 +2,8 @@
 critics accepted into the North Star, start the next session on the same goal, and see the
 progress across sessions on that goal."""
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -14,13 +16,14 @@ def render(engine: ChatEngine, chat: ChatSession) -> None:
     store = engine.store
     review = store.latest_review(chat.id)
     with st.expander("📝 토론 리뷰", expanded=review is not None):
-        if st.button("토론 마치고 리뷰 만들기" if review is None else "리뷰 다시 만들기",
-                     key=f"make_review_{chat.id}", use_container_width=True):
-            review = write_review(store, chat.id, engine.personas)
+        # a callback runs before this script: the label and the expander already see the review
+        st.button("토론 마치고 리뷰 만들기" if review is None else "리뷰 다시 만들기",
+                  key=f"make_review_{chat.id}", use_container_width=True,
+                  on_click=write_review, args=(store, chat.id, engine.personas))
         if review is None:
             st.caption("가장 강했던/약했던 반박, 남은 반론, 다음 숙제를 정리해 드립니다.")
         else:
-            st.markdown(review.markdown)
+            st.markdown(shown(review.markdown))
             st.download_button("Markdown으로 내려받기", review.markdown,
                                file_name=f"polaris-review-{chat.id}.md", mime="text/markdown",
                                key=f"download_review_{chat.id}")
@@ -28,6 +31,13 @@ def render(engine: ChatEngine, chat: ChatSession) -> None:
                 _goal_actions(engine, chat, review.data)
     if chat.goal_id is not None:
         render_progress(engine, chat.goal_id)
+
+
+def shown(markdown: str) -> str:
+    """The review for the page: its headings three levels down, so its title fits the side
+    column and sits below the page's own headings (the download keeps the Markdown as is)."""
+    return re.sub(r"^(#{1,3}) ", lambda m: "#" * (len(m.group(1)) + 3) + " ", markdown,
+                  flags=re.MULTILINE)
 
 
 def _goal_actions(engine: ChatEngine, chat: ChatSession, data: dict) -> None:

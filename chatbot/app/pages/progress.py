@@ -32,4 +32,4 @@ for row in reversed(rows):
         if review is None:
             st.caption("리뷰가 아직 없습니다: 토론 화면에서 '토론 마치고 리뷰 만들기'를 누르세요.")
         else:
-            st.markdown(review.markdown)
+            st.markdown(review_view.shown(review.markdown))
