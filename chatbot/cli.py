@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +31,39 @@ for _plugin in entry_points(group="polaris.commands"):
 APP_FILE = Path(__file__).parent / "app" / "main.py"
 
 
+def _not_blank(allowed: Callable[[], str]) -> Callable[[str | None], str | None]:
+    """A callback for an option that names something: `--strategy ""` is a usage error (exit 2,
+    before anything is stored) rather than a silent fall back to the default."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise typer.BadParameter(f"cannot be empty: {allowed()}")
+        return value
+
+    return check
+
+
+def _strategies() -> str:
+    from serving.settings import STRATEGIES
+
+    return f"use one of {', '.join(STRATEGIES)}"
+
+
+def _backends() -> str:
+    from serving.backend import available_backends
+
+    return f"use one of {', '.join(available_backends())}, or leave it out for POLARIS_BACKEND"
+
+
+def _persona_ids() -> str:
+    return f"use one of {', '.join(_engine_personas())} (`polaris personas list`)"
+
+
+STRATEGY = _not_blank(_strategies)
+BACKEND = _not_blank(_backends)
+MODEL = _not_blank(lambda: "name a GGUF file or the backend's model (`polaris doctor` lists "
+                           "them), or leave it out for POLARIS_MODEL")
+PERSONA = _not_blank(_persona_ids)
 
 
 def _settings():
@@ -63,7 +97,9 @@ def _write_or_print(text: str, out: Path | None) -> None:
 @app.command()
 def run(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind.", callback=_not_blank(
+        lambda: "give an address such as 127.0.0.1 (0.0.0.0 listens on every interface)"))]
+    = "127.0.0.1",
 ) -> None:
     """Start the Streamlit UI."""
     _settings()  # fail fast on bad settings, before Streamlit starts
@@ -79,14 +115,17 @@ def run(
 
 @app.command()
 def chat(
-    persona: Annotated[str, typer.Argument(help="Persona id (see `polaris personas list`).")],
-    message: Annotated[str, typer.Argument(help="What you say to the critic.")],
+    persona: Annotated[str, typer.Argument(help="Persona id (see `polaris personas list`).",
+                                           metavar="PERSONA", callback=PERSONA)],
+    message: Annotated[str, typer.Argument(help="What you say to the critic.", metavar="MESSAGE")],
     goal: Annotated[str | None, typer.Option(help="Your North Star, for a new session.")] = None,
     session: Annotated[int | None, typer.Option(help="Continue this session id.")] = None,
     strategy: Annotated[str | None, typer.Option(
-        help="plain | system | fewshot | finetuned")] = None,
-    backend: Annotated[str | None, typer.Option(help="embedded | ollama | openai")] = None,
-    model: Annotated[str | None, typer.Option(help="GGUF file or model name.")] = None,
+        help="plain | system | fewshot | finetuned", callback=STRATEGY)] = None,
+    backend: Annotated[str | None, typer.Option(
+        help="embedded | ollama | openai", callback=BACKEND)] = None,
+    model: Annotated[str | None, typer.Option(help="GGUF file or model name.",
+                                              callback=MODEL)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Say MESSAGE to a critic and print the reply as it streams."""
@@ -136,17 +175,25 @@ def chat(
 
 @app.command()
 def compare(
-    persona: Annotated[str | None, typer.Option(help="Persona id of the critic.")] = None,
+    persona: Annotated[str | None, typer.Option(help="Persona id of the critic.",
+                                                callback=PERSONA)] = None,
     message: Annotated[str | None, typer.Option(help="The user message to compare.")] = None,
     models: Annotated[str | None, typer.Option(
         help="Comma-separated models; backend:model picks the backend "
              "(e.g. embedded:gemma-3-270m-q4_k_m.gguf,ollama:gemma3-critic). "
-             "Default: the configured model.")] = None,
+             "Default: the configured model.",
+        callback=_not_blank(lambda: "give models separated by commas, e.g. "
+                                    "embedded:gemma-3-270m-q4_k_m.gguf,ollama:gemma3-critic, "
+                                    "or leave it out for POLARIS_MODEL"))] = None,
     strategies: Annotated[str, typer.Option(
-        help="Comma-separated: plain,system,fewshot,finetuned")] = "plain,system,fewshot,finetuned",
+        help="Comma-separated: plain,system,fewshot,finetuned",
+        callback=_not_blank(lambda: _strategies().replace("one of", "some of")))]
+    = "plain,system,fewshot,finetuned",
     backend: Annotated[str | None, typer.Option(
-        help="Backend for models given without a prefix (default: POLARIS_BACKEND).")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="md | csv")] = "md",
+        help="Backend for models given without a prefix (default: POLARIS_BACKEND).",
+        callback=BACKEND)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="md | csv",
+                                     callback=_not_blank(lambda: "use md or csv"))] = "md",
     out: Annotated[Path | None, typer.Option(help="Write the table to this file.")] = None,
     title: Annotated[str, typer.Option(help="A name for this comparison.")] = "",
     export: Annotated[int | None, typer.Option(
@@ -226,7 +273,7 @@ def _persona(persona_id: str):
 
 
 @personas_app.command("show")
-def personas_show(persona_id: Annotated[str, typer.Argument(metavar="ID")],
+def personas_show(persona_id: Annotated[str, typer.Argument(metavar="ID", callback=PERSONA)],
                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one card."""
     from serving.persona import dump_persona
@@ -240,7 +287,7 @@ def personas_show(persona_id: Annotated[str, typer.Argument(metavar="ID")],
 
 @personas_app.command("export")
 def personas_export(
-    persona_id: Annotated[str, typer.Argument(metavar="ID")],
+    persona_id: Annotated[str, typer.Argument(metavar="ID", callback=PERSONA)],
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Export a card as Character Card V2 JSON."""
@@ -296,7 +343,8 @@ def sessions_show(session_id: Annotated[int, typer.Argument(metavar="ID")]) -> N
 @sessions_app.command("export")
 def sessions_export(
     session_id: Annotated[int, typer.Argument(metavar="ID")],
-    fmt: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+    fmt: Annotated[str, typer.Option("--format", help="md | json",
+                                     callback=_not_blank(lambda: "use md or json"))] = "md",
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Export a session as Markdown or JSON."""

@@ -1,5 +1,6 @@
 """The Streamlit UI driven through AppTest, against the scripted backend and a tmp database."""
 
+import json
 import os
 from pathlib import Path
 
@@ -353,3 +354,81 @@ def test_bad_setting_is_shown_with_the_variable_to_fix(scripted, monkeypatch):
     monkeypatch.setenv("POLARIS_N_CTX", "lots")
     at = run(app())
     assert [e for e in errors(at) if "POLARIS_N_CTX" in e and ".env" in e]
+
+
+# -- sidebar: selection and export -----------------------------------------------------------
+
+
+def test_the_sidebar_tells_the_browser_the_selection_after_a_rename(scripted, store):
+    """A browser keeps a radio's own choice (its label) until the server sends a value; a
+    rename changes the label, so the list showed no session selected unless the server
+    states the selection on every run."""
+    at = new_app_with_session()
+    chat_id = only_session(store).id
+    for title in ("첫 이름", "둘째 이름"):
+        at.text_input(key=f"title_{chat_id}").input(title)
+        at.button(key=f"rename_{chat_id}").click()
+        run(at)
+        radio = at.sidebar.radio[0]
+        assert radio.value == chat_id and radio.options == [f"{title} · 0"]
+        assert radio.proto.set_value and radio.proto.raw_value == f"{title} · 0"
+
+
+def test_sessions_with_the_same_title_can_each_be_picked(scripted, store):
+    at = new_app_with_session("첫째")
+    at.button(key="new_session").click()
+    run(at)
+    submit_new_session(at, "둘째", ["calm-realist"])
+    ids = [s.id for s in store.list_sessions()]
+    assert [s.title for s in store.list_sessions()] == ["새 대화", "새 대화"]
+    for chat_id in (*reversed(ids), *ids):
+        at.sidebar.radio[0].set_value(chat_id)
+        run(at)
+        assert at.session_state.session_id == chat_id
+        assert at.query_params["session"] == str(chat_id)
+        assert at.sidebar.radio[0].value == chat_id
+    assert at.sidebar.radio[0].options == [f"새 대화 · 0 · #{i}" for i in ids]
+
+
+def test_export_buttons_for_the_selected_session_build_the_file_on_click(scripted, store):
+    at = run(app())
+    assert not at.sidebar.download_button  # nothing to export on the new-session page
+    scripted.replies = ["숫자로 말씀해 주세요."]
+    submit_new_session(at, "창업", ["team-lead"])
+    send(at, "퇴사하고 창업할래요")
+    chat_id = only_session(store).id
+    buttons = at.sidebar.download_button
+    assert [b.label for b in buttons] == ["Markdown으로 내보내기", "JSON으로 내보내기"]
+    assert [b.key for b in buttons] == [f"export_md_{chat_id}", f"export_json_{chat_id}"]
+    for button in buttons:  # deferred: no file is made while the page is drawn
+        assert button.proto.deferred_file_id and not button.proto.url
+        assert button.proto.ignore_rerun
+
+
+def test_export_downloads_hold_the_whole_session(scripted, store):
+    from chatbot.app.export_view import downloads
+    from chatbot.engine import ChatEngine
+    from chatbot.export import session_json, session_markdown
+    from serving.settings import Settings
+
+    scripted.replies = ["숫자로 말씀해 주세요."]
+    engine = ChatEngine(Settings())
+    chat = engine.start_session(["team-lead"], goal=None)
+    engine.send(chat.id, "퇴사하고 창업할래요")
+    "".join(engine.reply(chat.id, "team-lead"))
+    chat = store.get_session(chat.id)
+    day = f"{chat.created_at:%Y-%m-%d}"
+
+    markdown, as_json = downloads(engine, chat)
+    assert (markdown.file_name, markdown.mime) == (f"polaris-session-{chat.id}-{day}.md",
+                                                   "text/markdown")
+    assert (as_json.file_name, as_json.mime) == (f"polaris-session-{chat.id}-{day}.json",
+                                                 "application/json")
+    assert markdown.data() == session_markdown(store, chat.id, engine.personas)
+    assert "> 퇴사하고 창업할래요" in markdown.data() and "> 숫자로 말씀해 주세요." in markdown.data()
+    data = json.loads(as_json.data())
+    assert data == json.loads(session_json(store, chat.id))
+    assert [m["content"] for m in data["messages"]] == ["퇴사하고 창업할래요", "숫자로 말씀해 주세요."]
+
+    engine.send(chat.id, "고객이 세 명 있어요")  # made on the click: what is stored then
+    assert "고객이 세 명 있어요" in markdown.data()

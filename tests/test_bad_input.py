@@ -7,6 +7,8 @@ checked in a real browser: tests/test_e2e_browser.py.)
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -251,6 +253,73 @@ def test_bad_cli_arguments_exit_2_and_write_nothing(capsys, scripted, args, mess
     [summary] = store.list_sessions()
     assert (summary.id, summary.title, summary.messages) == (chat.id, "그대로", 0)
     assert scripted.requests == []
+
+
+STRATEGIES = "use one of plain, system, fewshot, finetuned"
+PERSONA_IDS = "use one of team-lead, retired-developer, pessimistic-jobseeker, late-relative"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["chat", "team-lead", "안녕", "--strategy", ""], f"'--strategy': cannot be empty: {STRATEGIES}"),
+    (["chat", "team-lead", "안녕", "--strategy", "  \t"], f"'--strategy': cannot be empty: {STRATEGIES}"),
+    (["chat", "team-lead", "안녕", "--session", "{ID}", "--strategy", ""],
+     f"'--strategy': cannot be empty: {STRATEGIES}"),
+    (["chat", "team-lead", "안녕", "--backend", ""],
+     "'--backend': cannot be empty: use one of embedded, ollama, openai"),
+    (["chat", "team-lead", "안녕", "--session", "{ID}", "--backend", " "],
+     "'--backend': cannot be empty: use one of embedded, ollama, openai"),
+    (["chat", "team-lead", "안녕", "--backend", "scripted", "--model", ""],
+     "'--model': cannot be empty: name a GGUF file or the backend's model"),
+    (["chat", "", "안녕", "--backend", "scripted"], f"'PERSONA': cannot be empty: {PERSONA_IDS}"),
+    (["chat", " ", "안녕", "--session", "{ID}"], f"'PERSONA': cannot be empty: {PERSONA_IDS}"),
+    (["compare", "--persona", "", "--message", "안녕"], f"'--persona': cannot be empty: {PERSONA_IDS}"),
+    (["compare", "--persona", "team-lead", "--message", "안녕", "--models", ""],
+     "'--models': cannot be empty: give models separated by commas"),
+    (["compare", "--persona", "team-lead", "--message", "안녕", "--models", "m", "--backend", ""],
+     "'--backend': cannot be empty: use one of embedded, ollama, openai"),
+    (["compare", "--persona", "team-lead", "--message", "안녕", "--strategies", " "],
+     "'--strategies': cannot be empty: use some of plain, system, fewshot, finetuned"),
+    (["compare", "--persona", "team-lead", "--message", "안녕", "--format", ""],
+     "'--format': cannot be empty: use md or csv"),
+    (["sessions", "export", "{ID}", "--format", ""], "'--format': cannot be empty: use md or json"),
+    (["personas", "show", ""], f"'ID': cannot be empty: {PERSONA_IDS}"),
+    (["personas", "export", " "], f"'ID': cannot be empty: {PERSONA_IDS}"),
+])
+def test_empty_names_are_a_usage_error_not_the_default(capsys, scripted, tmp_path, monkeypatch,
+                                                       args, message):
+    """`--strategy ""` used to fall back to the default strategy without a word."""
+    monkeypatch.setenv("POLARIS_BACKEND", "scripted")  # what a fall back would have reached
+    store = db_store()
+    chat = store.create_session(personas=["team-lead"], backend="scripted", model="m",
+                                strategy="fewshot", title="그대로")
+    args = [a.replace("{ID}", str(chat.id)) for a in args]
+    before = files_under(tmp_path) - files_under(tmp_path / "data")
+
+    code, out, err = polaris(capsys, *args)
+
+    assert code == 2 and message in one_line_error(err) and out == ""
+    assert "Invalid value for" in err  # Typer's usage error, as for any other bad option
+    [summary] = store.list_sessions()
+    assert (summary.id, summary.title, summary.messages) == (chat.id, "그대로", 0)
+    assert (summary.backend, summary.model, summary.strategy) == ("scripted", "m", "fewshot")
+    assert store.list_comparisons() == []
+    assert files_under(tmp_path) - files_under(tmp_path / "data") == before
+    assert scripted.requests == []
+
+
+def test_empty_host_is_refused_before_the_server_starts(tmp_path):
+    """Streamlit reads an empty address as every interface. A subprocess: were the check
+    missing, `run` would exec Streamlit in place of the test process."""
+    polaris_bin = Path(sys.executable).with_name("polaris")
+    env = {**os.environ, "POLARIS_DATA_DIR": str(tmp_path / "data")}
+    try:
+        done = subprocess.run([polaris_bin, "run", "--host", "", "--port", "1"], check=False,
+                              env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("`polaris run --host ''` started a server")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "'--host': cannot be empty: give an address such as 127.0.0.1" in one_line_error(
+        done.stderr)
 
 
 @pytest.mark.parametrize("target", ["{TMP}", "/proc/polaris-export.md"])

@@ -184,6 +184,24 @@ def wait_for_replies(page) -> None:
     idle(page)
 
 
+def selected_sessions(page) -> list[str]:
+    """The labels of the checked entries in the sidebar's session list."""
+    return page.evaluate("""() => [...document.querySelectorAll(
+        '[data-testid="stSidebar"] [role="radiogroup"] label')]
+        .filter(label => label.querySelector('input').checked).map(label => label.innerText)""")
+
+
+def download(page, label: str) -> Path:
+    """Click a download button and keep the file under tests/artifacts/."""
+    with page.expect_download() as info:
+        page.get_by_role("button", name=label).click()
+    saved = info.value
+    assert saved.failure() is None, saved.failure()
+    path = ARTIFACTS / "downloads" / saved.suggested_filename
+    saved.save_as(path)
+    return path
+
+
 def words(text: str) -> str:
     """Only letters and digits: model output passes through Markdown on screen."""
     return re.sub(r"[\W_]+", "", text)
@@ -241,7 +259,7 @@ def test_create_chat_reload_rename_export_delete(server, page):
     assert page.get_by_role("heading", name=ASK[:29] + "…").is_visible()
     shutil.copy(shot(page, "04-resumed"), ARTIFACTS / "screenshot-chat.png")
 
-    # rename
+    # rename: the renamed session stays the one selected in the sidebar list
     page.get_by_text("대화 관리").click()
     page.get_by_label("대화 이름").fill("퇴사 리허설 1회차")
     page.get_by_role("button", name="이름 바꾸기").click()
@@ -249,15 +267,24 @@ def test_create_chat_reload_rename_export_delete(server, page):
     idle(page)
     shot(page, "05-renamed")
     assert server.store().get_session(chat.id).title == "퇴사 리허설 1회차"
-    assert page.get_by_text("퇴사 리허설 1회차 · 3").is_visible()  # the sidebar list
+    assert selected_sessions(page) == ["퇴사 리허설 1회차 · 3"]
 
-    # export what the UI stored (the CLI reads the same database)
-    exported = subprocess.run(
-        [str(POLARIS), "sessions", "export", str(chat.id), "--format", "json"],
-        env=server.env, capture_output=True, text=True, timeout=120, check=True)
-    data = json.loads(exported.stdout)
+    # export through the sidebar's download buttons: the files hold what the UI stored
+    day = f"{server.store().get_session(chat.id).created_at:%Y-%m-%d}"
+    markdown = download(page, "Markdown으로 내보내기")
+    shot(page, "05b-exported")
+    assert markdown.name == f"polaris-session-{chat.id}-{day}.md"
+    text = markdown.read_text(encoding="utf-8")
+    assert text.startswith("# 퇴사 리허설 1회차\n") and f"**{GOAL}**" in text
+    assert f"> {ASK}" in text
+    for line in (line for reply in replies for line in reply.content.splitlines()):
+        assert (f"> {line}" if line else ">") in text  # every line of every reply, quoted
+    as_json = download(page, "JSON으로 내보내기")
+    assert as_json.name == f"polaris-session-{chat.id}-{day}.json"
+    data = json.loads(as_json.read_text(encoding="utf-8"))
     assert data["title"] == "퇴사 리허설 1회차" and data["goal"]["title"] == GOAL
     assert [m["content"] for m in data["messages"]] == [ASK, *(r.content for r in replies)]
+    assert selected_sessions(page) == ["퇴사 리허설 1회차 · 3"]  # still, after the downloads
 
     # delete, after confirming
     if not page.get_by_text("삭제를 확인합니다").is_visible():

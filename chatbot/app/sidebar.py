@@ -1,9 +1,12 @@
 """Sidebar: sessions (new, resume, rename, delete) and the model picker with health."""
 
+from collections import Counter
+
 import streamlit as st
 
-from chatbot.app import context
+from chatbot.app import context, export_view
 from chatbot.engine import ChatEngine
+from chatbot.models import ChatSession
 from serving.settings import STRATEGIES
 
 
@@ -21,21 +24,33 @@ def render(engine: ChatEngine) -> int | None:
         if state.session_id not in ids:
             state.session_id = None
         if sessions:
-            titles = {s.id: f"{s.title} · {s.messages}" for s in sessions}
-            picked = st.radio(
-                "대화 목록", ids, index=ids.index(state.session_id) if state.session_id else None,
-                format_func=lambda i: titles[i], key=f"pick_{state.session_id}",
-            )
-            if picked is not None and picked != state.session_id:
-                state.session_id = picked
-                st.rerun()
+            labels = _labels(sessions)
+            # The server states the selection on every run. Left to the radio, a browser that
+            # already drew it keeps its own choice, the old label, which a rename (or a new
+            # message count) removes from the options: the list showed no session selected.
+            state.session_pick = state.session_id
+            st.radio("대화 목록", ids, index=None, format_func=labels.get, key="session_pick",
+                     on_change=_picked)
         else:
             st.caption("아직 대화가 없습니다. 북극성을 적고 비평가를 골라 시작하세요.")
         if state.session_id is not None:
-            _session_actions(engine, state.session_id)
+            chat = _session_actions(engine, state.session_id)
+            export_view.render(engine, chat)
         _model_picker(engine)
     _session_to_url(state.session_id)
     return state.session_id
+
+
+def _picked() -> None:
+    st.session_state.session_id = st.session_state.session_pick
+
+
+def _labels(sessions: list) -> dict[int, str]:
+    """Labels "title · messages"; where two sessions share one, both get their id too: the
+    radio tells its options apart by label, so the second could not be picked."""
+    labels = {s.id: f"{s.title} · {s.messages}" for s in sessions}
+    seen = Counter(labels.values())
+    return {i: f"{label} · #{i}" if seen[label] > 1 else label for i, label in labels.items()}
 
 
 def _session_from_url() -> int | None:
@@ -51,7 +66,7 @@ def _session_to_url(session_id: int | None) -> None:
         st.query_params["session"] = str(session_id)
 
 
-def _session_actions(engine: ChatEngine, session_id: int) -> None:
+def _session_actions(engine: ChatEngine, session_id: int) -> ChatSession:
     chat = engine.store.get_session(session_id)
     state, key = st.session_state, f"title_{session_id}"
     if key not in state or state.get(f"_{key}_shown") != chat.title:
@@ -71,6 +86,7 @@ def _session_actions(engine: ChatEngine, session_id: int) -> None:
             engine.store.delete_session(session_id)
             st.session_state.session_id = None
             st.rerun()
+    return chat
 
 
 def _model_picker(engine: ChatEngine) -> None:
