@@ -59,8 +59,8 @@ def main() -> None:
         r = bench_judge.run(tokens=96 if q else 160, runs=1 if q else 2)
         same = "identical tokens" if r["identical tokens"] == 1 else "TOKENS DIFFER"
         rows.append(("judge decode (JSON grammar) vs llama.cpp's grammar sampler",
-                     f"{r['ours decode tok/s']:.1f} / {r['llama.cpp decode tok/s']:.1f} tok/s = "
-                     f"{r['decode speed-up x']:.2f} × ({same})", "–"))
+                     (f"{r['ours decode tok/s']:.1f} / {r['llama.cpp decode tok/s']:.1f} tok/s = "
+                     f"{r['decode speed-up x']:.2f} × ({same})"), "–"))
 
     def store():
         import bench_store
@@ -68,8 +68,8 @@ def main() -> None:
         for db, r in bench_store.run(appends=300 if q else 1000,
                                      opens=5 if q else 15).items():
             rows.append((f"store append p50 / p99 ({db})",
-                         f"{r['append p50 ms']:.2f} / {r['append p99 ms']:.2f} ms (bare driver "
-                         f"INSERT+COMMIT p50 {r['raw driver append p50 ms']:.2f} ms)",
+                         (f"{r['append p50 ms']:.2f} / {r['append p99 ms']:.2f} ms (bare driver "
+                         f"INSERT+COMMIT p50 {r['raw driver append p50 ms']:.2f} ms)"),
                          "p50 ≤ 2 ms"))
             read_all = next(k for k in r if k.startswith("read all"))
             raw = next(k for k in r if k.startswith("raw driver") and "append" not in k)
