@@ -3,13 +3,13 @@
 import json
 import os
 import sys
-from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from serving.cli_options import not_blank as _not_blank
 from serving.errors import InvalidInput, PolarisError
 
 app = typer.Typer(
@@ -29,18 +29,6 @@ for _plugin in entry_points(group="polaris.commands"):
         sys.stderr.write(f"polaris: warning: `polaris {_plugin.name}` is unavailable: {_exc}\n")
 
 APP_FILE = Path(__file__).parent / "app" / "main.py"
-
-
-def _not_blank(allowed: Callable[[], str]) -> Callable[[str | None], str | None]:
-    """A callback for an option that names something: `--strategy ""` is a usage error (exit 2,
-    before anything is stored) rather than a silent fall back to the default."""
-
-    def check(value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise typer.BadParameter(f"cannot be empty: {allowed()}")
-        return value
-
-    return check
 
 
 def _strategies() -> str:

@@ -457,15 +457,13 @@ class Store:
         return answer
 
     def delete_comparison(self, comparison_id: int) -> None:
-        with self._session() as session:
-            comparison = session.get(Comparison, comparison_id)
-            if comparison is None:
+        with self._writing() as session:
+            if session.get(Comparison, comparison_id) is None:
                 raise NotFound(f"comparison {comparison_id} does not exist")
-            for answer in session.exec(select(ComparisonAnswer).where(
-                    ComparisonAnswer.comparison_id == comparison_id)):
-                session.delete(answer)
-            session.delete(comparison)
-            self._commit(session)
+            session.execute(delete(ComparisonAnswer).where(
+                ComparisonAnswer.comparison_id == comparison_id))
+            session.execute(delete(Comparison).where(Comparison.id == comparison_id))
+
 
 def _check_status(status: str) -> None:
     if status not in MESSAGE_STATUSES:

@@ -11,15 +11,20 @@ from typing import Annotated
 
 import typer
 
+from serving.cli_options import not_blank, not_blank_path, persona_ids, template_families
 from serving.errors import InvalidInput
 
 app = typer.Typer(help="Serve models with Ollama: Modelfiles, registration, a tunnel.",
                   no_args_is_help=True)
 
-PersonaOpt = Annotated[str, typer.Option("--persona", help="Persona id whose prompt is SYSTEM.")]
-AdapterOpt = Annotated[Path | None, typer.Option(help="A LoRA GGUF to apply (ADAPTER).")]
+PersonaOpt = Annotated[str, typer.Option("--persona", help="Persona id whose prompt is SYSTEM.",
+                                         callback=not_blank(persona_ids))]
+AdapterOpt = Annotated[Path | None, typer.Option(
+    help="A LoRA GGUF to apply (ADAPTER).",
+    parser=not_blank_path(lambda: "give a LoRA GGUF file, or leave it out for no ADAPTER"))]
 FamilyOpt = Annotated[str | None, typer.Option(
-    help="gemma3 | llama3 | chatml | mistral (default: read from the GGUF).")]
+    help="gemma3 | llama3 | chatml | mistral (default: read from the GGUF).",
+    callback=not_blank(template_families))]
 PromptOpt = Annotated[str, typer.Option(
     help="short: the one-line prompt a persona fine-tune was trained with; full: the card's "
          "whole system prompt (for untuned models).")]
@@ -27,7 +32,9 @@ ExamplesOpt = Annotated[int, typer.Option(min=0, help="Card examples as MESSAGE 
 NumCtxOpt = Annotated[int, typer.Option("--num-ctx", min=256, help="Context window (num_ctx).")]
 TemperatureOpt = Annotated[float, typer.Option(min=0, max=5, help="Sampling temperature.")]
 HostOpt = Annotated[str | None, typer.Option(
-    help="Ollama URL, may carry user:password@ (default: POLARIS_OLLAMA_HOST).")]
+    help="Ollama URL, may carry user:password@ (default: POLARIS_OLLAMA_HOST).",
+    callback=not_blank(lambda: "give the Ollama URL, e.g. http://127.0.0.1:11434, or leave it "
+                               "out for POLARIS_OLLAMA_HOST"))]
 
 
 def _settings():
@@ -74,7 +81,9 @@ def _warn(line: str) -> None:
 
 @app.command("modelfile")
 def modelfile(
-    gguf: Annotated[Path, typer.Argument(help="The model GGUF (FROM).")],
+    gguf: Annotated[Path, typer.Argument(
+        help="The model GGUF (FROM).", metavar="GGUF",
+        parser=not_blank_path(lambda: "give the model's GGUF file"))],
     persona: PersonaOpt,
     adapter: AdapterOpt = None,
     family: FamilyOpt = None,
@@ -83,7 +92,9 @@ def modelfile(
     num_ctx: NumCtxOpt = 4096,
     temperature: TemperatureOpt = 0.8,
     out: Annotated[Path | None, typer.Option(
-        help="Write here (paths become relative to it) instead of printing.")] = None,
+        help="Write here (paths become relative to it) instead of printing.",
+        parser=not_blank_path(lambda: "give the Modelfile to write, or leave it out to print it"))]
+    = None,
 ) -> None:
     """Print the Ollama Modelfile of a persona model."""
     from serving.files import atomic_write_text
@@ -129,8 +140,12 @@ def _comment(card, spec, has_adapter: bool) -> str:
 @app.command("register")
 def register(
     gguf: Annotated[str, typer.Argument(
-        help="The model GGUF to upload, or the name of a model the server already has.")],
-    name: Annotated[str, typer.Option("--name", help="Model name on the server.")],
+        help="The model GGUF to upload, or the name of a model the server already has.",
+        metavar="GGUF", callback=not_blank(
+            lambda: "give a GGUF file or the name of a model the server already has"))],
+    name: Annotated[str, typer.Option("--name", help="Model name on the server.",
+                                      callback=not_blank(lambda: "give the model's name on "
+                                                                 "the server, e.g. team-lead"))],
     persona: PersonaOpt,
     host: HostOpt = None,
     adapter: AdapterOpt = None,
@@ -196,7 +211,8 @@ def tunnel(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Local port to expose.")] = 11434,
     insecure: Annotated[bool, typer.Option(
         help="No basic auth: anyone with the URL can use the server.")] = False,
-    username: Annotated[str, typer.Option(help="Basic-auth user name.")] = "polaris",
+    username: Annotated[str, typer.Option(help="Basic-auth user name.", callback=not_blank(
+        lambda: "give a user name without ':', or leave it out for polaris"))] = "polaris",
     minutes: Annotated[float, typer.Option(
         min=0, help="Close the tunnel after this long (0: at Ctrl-C).")] = 0,
 ) -> None:

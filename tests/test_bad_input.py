@@ -322,6 +322,91 @@ def test_empty_host_is_refused_before_the_server_starts(tmp_path):
         done.stderr)
 
 
+BACKENDS = "use one of embedded, ollama, openai"
+FAMILIES = "use one of gemma3, llama3, chatml, mistral, or leave it out to read it from the GGUF"
+EVAL_PERSONA = ["eval", "persona", "--model", "{GGUF}", "--limit", "0", "--ppl-limit", "1"]
+REGISTER = ["serve", "register", "{GGUF}", "--persona", "team-lead"]
+RESTYLE = ["data", "restyle", "{GOOD}", "{TMP}/out.jsonl", "--teacher-backend", "ollama"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval", "judge", "--backend", "", "--limit", "1"],
+     f"'--backend': cannot be empty: {BACKENDS}"),
+    (["eval", "judge", "--backend", "scripted", "--model", " ", "--limit", "1"],
+     "'--model': cannot be empty: name a GGUF file or the backend's model"),
+    (["eval", "judge", "--backend", "scripted", "--data", "", "--limit", "1"],
+     "'--data': cannot be empty: give a labelled debates JSONL file"),
+    (["eval", "judge", "--backend", "scripted", "--limit", "1", "--out", ""],
+     "'--out': cannot be empty: give a folder, or leave it out for runs/eval-judge"),
+    (["eval", "persona", "--model", ""], "'--model': cannot be empty: give the base .gguf file"),
+    ([*EVAL_PERSONA, "--personas", "team-lead", "--lora", ""], "'--lora': cannot be empty"),
+    ([*EVAL_PERSONA, "--personas", ""],
+     "'--personas': cannot be empty: use some of team-lead, retired-developer"),
+    ([*EVAL_PERSONA, "--personas", " , "], "'--personas': cannot be empty: use some of"),
+    ([*EVAL_PERSONA, "--personas", "team-lead", "--compare-persona", ""],
+     f"'--compare-persona': cannot be empty: {PERSONA_IDS}"),
+    ([*EVAL_PERSONA, "--personas", "team-lead", "--template", ""],
+     f"'--template': cannot be empty: {FAMILIES}"),
+    ([*EVAL_PERSONA, "--personas", "team-lead", "--out", ""],
+     "'--out': cannot be empty: give a folder, or leave it out for runs/eval"),
+    (["serve", "modelfile", "{GGUF}", "--persona", ""], f"'--persona': cannot be empty: {PERSONA_IDS}"),
+    (["serve", "modelfile", "", "--persona", "team-lead"], "'GGUF': cannot be empty"),
+    (["serve", "modelfile", "{GGUF}", "--persona", "team-lead", "--family", ""],
+     f"'--family': cannot be empty: {FAMILIES}"),
+    (["serve", "modelfile", "{GGUF}", "--persona", "team-lead", "--adapter", ""],
+     "'--adapter': cannot be empty: give a LoRA GGUF file, or leave it out for no ADAPTER"),
+    (["serve", "modelfile", "{GGUF}", "--persona", "team-lead", "--out", ""],
+     "'--out': cannot be empty: give the Modelfile to write, or leave it out to print it"),
+    ([*REGISTER, "--name", ""], "'--name': cannot be empty: give the model's name on the server"),
+    (["serve", "register", " ", "--name", "critic", "--persona", "team-lead", "--family", "gemma3"],
+     "'GGUF': cannot be empty: give a GGUF file or the name of a model the server already has"),
+    ([*REGISTER, "--name", "critic", "--host", ""],
+     "'--host': cannot be empty: give the Ollama URL"),
+    (["serve", "models", "--host", ""], "'--host': cannot be empty: give the Ollama URL"),
+    (["serve", "tunnel", "--username", ""], "'--username': cannot be empty"),
+    (["data", "validate", "{GOOD}", ""], "'FILES': cannot be empty: give a dataset file"),
+    (["data", "stats", " "], "'FILE': cannot be empty: give a dataset file"),
+    (["data", "convert", "{GOOD}", "", "--to", "alpaca"], "'OUT': cannot be empty"),
+    (["data", "dedup", "{GOOD}", ""], "'OUT': cannot be empty: give the file to write"),
+    (["data", "split", ""], "'IN': cannot be empty: give a dataset file"),
+    ([*RESTYLE, "--teacher-model", "m", "--persona", ""],
+     f"'--persona': cannot be empty: {PERSONA_IDS}"),
+    ([*RESTYLE, "--persona", "team-lead", "--teacher-model", ""],
+     "'--teacher-model': cannot be empty: name the teacher's model"),
+    (["data", "self-instruct", "{GOOD}", "{TMP}/tasks.jsonl", "--n", "1",
+      "--teacher-backend", "", "--teacher-model", "m"],
+     f"'--teacher-backend': cannot be empty: {BACKENDS}"),
+    (["train", "sft", "--config", ""], "'--config': cannot be empty: give a YAML recipe"),
+    (["export", "gguf", "", "--out", "{TMP}/gguf"], "'RUN_DIR': cannot be empty"),
+    (["export", "gguf", "{TMP}/run", "--out", ""], "'--out': cannot be empty"),
+    (["export", "gguf", "{TMP}/run", "--out", "{TMP}/gguf", "--name", ""],
+     "'--name': cannot be empty: give a file name stem, or leave it out"),
+    (["export", "gguf", "{TMP}/run", "--out", "{TMP}/gguf", "--push-to-hub", ""],
+     "'--push-to-hub': cannot be empty: give a Hugging Face repo"),
+    (["export", "lora-gguf", "{TMP}/run", "--out", " "], "'--out': cannot be empty"),
+])
+def test_empty_names_in_the_serve_and_training_commands_are_a_usage_error(
+        capsys, scripted, httpserver, tmp_path, monkeypatch, model_path, args, message):
+    """`eval judge --backend ""` used to judge with POLARIS_JUDGE_BACKEND, `--out ""` wrote
+    into the current folder, `serve register --name ""` went to the server."""
+    host = httpserver.url_for("/").rstrip("/")
+    monkeypatch.setenv("POLARIS_JUDGE_BACKEND", "scripted")  # what a fall back would reach
+    monkeypatch.setenv("POLARIS_OLLAMA_HOST", host)
+    monkeypatch.setenv("POLARIS_OPENAI_BASE_URL", f"{host}/v1")
+    good = tmp_path / "good.jsonl"
+    good.write_text(GOOD_CHAT + "\n", encoding="utf-8")
+    args = [a.replace("{GGUF}", str(model_path)).replace("{GOOD}", str(good))
+            .replace("{TMP}", str(tmp_path)) for a in args]
+    before = files_under(tmp_path) - files_under(tmp_path / "data")
+
+    code, out, err = polaris(capsys, *args)
+
+    assert code == 2 and message in one_line_error(err) and out == ""
+    assert "Invalid value for" in err
+    assert files_under(tmp_path) - files_under(tmp_path / "data") == before
+    assert scripted.requests == [] and httpserver.log == []
+
+
 @pytest.mark.parametrize("target", ["{TMP}", "/proc/polaris-export.md"])
 def test_export_to_an_unwritable_path_is_one_line(capsys, scripted, tmp_path, target):
     chat = db_store().create_session(personas=["team-lead"], backend="scripted", model="m",

@@ -6,12 +6,18 @@ from typing import Annotated
 
 import typer
 
+from serving.cli_options import backends, not_blank, not_blank_path, persona_ids
+
 app = typer.Typer(help="Training datasets: validate, describe, convert, restyle, grow, dedup, split.",
                   no_args_is_help=True)
 
+DatasetFile = not_blank_path(lambda: "give a dataset file")
+OutFile = not_blank_path(lambda: "give the file to write")
+
 
 @app.command()
-def validate(files: Annotated[list[Path], typer.Argument(help="Dataset files.")]) -> None:
+def validate(files: Annotated[list[Path], typer.Argument(help="Dataset files.", metavar="FILES",
+                                                        parser=DatasetFile)]) -> None:
     """Check every record; the first problem is reported as file:line: field: reason."""
     from training.formats import MIN_ADVISED, load
 
@@ -25,7 +31,8 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Dataset files.")]
 
 @app.command()
 def stats(
-    file: Annotated[Path, typer.Argument(help="A dataset file.")],
+    file: Annotated[Path, typer.Argument(help="A dataset file.", metavar="FILE",
+                                         parser=DatasetFile)],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Counts, turns, reply lengths and the register of the replies."""
@@ -41,8 +48,10 @@ def stats(
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="Dataset to convert.")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="File to write (.json: JSON array).")],
+    src: Annotated[Path, typer.Argument(metavar="IN", help="Dataset to convert.",
+                                        parser=DatasetFile)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="File to write (.json: JSON array).",
+                                        parser=OutFile)],
     to: Annotated[str, typer.Option("--to", help="chat, alpaca, completion or csv.")],
 ) -> None:
     """Convert between chat, alpaca, completion and CSV (preference and seed: to chat)."""
@@ -71,15 +80,22 @@ def _persona(persona_id: str):
     return personas[persona_id]
 
 
-Teacher = Annotated[str, typer.Option("--teacher-backend", help="ollama, openai, embedded, ...")]
-TeacherModel = Annotated[str, typer.Option("--teacher-model", help="The teacher's model name.")]
+Teacher = Annotated[str, typer.Option(
+    "--teacher-backend", help="ollama, openai, embedded, ...",
+    callback=not_blank(backends))]
+TeacherModel = Annotated[str, typer.Option(
+    "--teacher-model", help="The teacher's model name.",
+    callback=not_blank(lambda: "name the teacher's model, e.g. gemma3:27b"))]
 
 
 @app.command()
 def restyle(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="alpaca, completion or chat data.")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Restyled dataset to write.")],
-    persona: Annotated[str, typer.Option("--persona", help="Persona id whose voice to use.")],
+    src: Annotated[Path, typer.Argument(metavar="IN", help="alpaca, completion or chat data.",
+                                        parser=DatasetFile)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Restyled dataset to write.",
+                                        parser=OutFile)],
+    persona: Annotated[str, typer.Option("--persona", help="Persona id whose voice to use.",
+                                         callback=not_blank(persona_ids))],
     teacher_backend: Teacher,
     teacher_model: TeacherModel,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
@@ -98,8 +114,10 @@ def restyle(
 
 @app.command("self-instruct")
 def self_instruct(
-    seeds: Annotated[Path, typer.Argument(metavar="SEEDS", help="Seed tasks (seed JSONL).")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="New tasks to write.")],
+    seeds: Annotated[Path, typer.Argument(metavar="SEEDS", help="Seed tasks (seed JSONL).",
+                                          parser=DatasetFile)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="New tasks to write.",
+                                        parser=OutFile)],
     n: Annotated[int, typer.Option("--n", min=1, help="How many new tasks.")],
     teacher_backend: Teacher,
     teacher_model: TeacherModel,
@@ -119,8 +137,9 @@ def self_instruct(
 
 @app.command()
 def dedup(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="A dataset.")],
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="The dataset without duplicates.")],
+    src: Annotated[Path, typer.Argument(metavar="IN", help="A dataset.", parser=DatasetFile)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="The dataset without duplicates.",
+                                        parser=OutFile)],
     threshold: Annotated[float, typer.Option(help="Character ROUGE-L of a near-duplicate.")]
     = 0.7,
 ) -> None:
@@ -133,7 +152,7 @@ def dedup(
 
 @app.command()
 def split(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="A dataset.")],
+    src: Annotated[Path, typer.Argument(metavar="IN", help="A dataset.", parser=DatasetFile)],
     heldout_percent: Annotated[int, typer.Option("--heldout-percent", min=0, max=100)] = 10,
 ) -> None:
     """Write IN's stem + .train.jsonl / .heldout.jsonl, split by a hash of each prompt."""

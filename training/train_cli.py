@@ -13,12 +13,15 @@ from typing import Annotated
 
 import typer
 
+from serving.cli_options import not_blank_path
 from serving.errors import InvalidInput
 
 app = typer.Typer(help="Fine-tune a LoRA adapter: sft, then optionally dpo.",
                   no_args_is_help=True)
 
-ConfigFile = Annotated[Path, typer.Option("--config", help="A YAML recipe (training/configs/).")]
+ConfigFile = Annotated[Path, typer.Option(
+    "--config", help="A YAML recipe (training/configs/).",
+    parser=not_blank_path(lambda: "give a YAML recipe, e.g. training/configs/cpu-demo.yaml"))]
 Overrides = Annotated[list[str] | None, typer.Argument(
     metavar="[KEY=VALUE]...", help="Override config keys, e.g. max_steps=20 lora.r=8.")]
 
