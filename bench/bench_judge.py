@@ -24,11 +24,12 @@ from training.judge_eval import debate_request, load_debates
 
 def decode(llm, stops, prompt: list[int], grammar, tokens: int,
            ours: bool) -> tuple[float, float, list[int]]:
-    """(whole answer s, decode tok/s after the first token, tokens)"""
+    """(whole answer s incl. the prompt, decode tok/s after the first token, tokens)"""
     processor = GreedyGrammar(_llama_cpp(), llm, grammar) if ours else None
     started = time.perf_counter()
     out: list[int] = []
     first = None
+    llm.reset()  # both from a whole prefill: a cached prompt shifts logits a little
     generator = llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True,
                              grammar=None if ours else grammar,
                              logits_processor=[processor] if ours else None)

@@ -308,10 +308,21 @@ def json_grammar(schema: dict | None):
     return _grammar(json.dumps(schema, ensure_ascii=False))
 
 
+# llama-cpp-python's schema converter lets any character but `"` and `\` into a string, raw
+# newlines and other control characters included, which JSON forbids: the judge's answers
+# then fail to parse. llama.cpp's own converter excludes them; so do we.
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_JSON_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
 @functools.lru_cache(maxsize=32)
 def _grammar(schema_json: str):
+    llama_cpp = _llama_cpp()
     try:
-        return _llama_cpp().LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        loose = llama_cpp.LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        text = loose._grammar.replace(_LOOSE_CHAR, _JSON_CHAR)
+        return loose if text == loose._grammar else llama_cpp.LlamaGrammar.from_string(
+            text, verbose=False)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise BackendError(
             f"llama.cpp cannot turn this JSON schema into a grammar ({exc}): "

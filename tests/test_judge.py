@@ -4,6 +4,7 @@ schema reaching each backend (llama.cpp grammar, Ollama `format`, OpenAI `respon
 import json
 
 import jsonschema
+import numpy as np
 import pytest
 
 from serving.judge import (
@@ -242,6 +243,7 @@ def test_greedy_grammar_picks_the_same_tokens_as_llama_cpps_grammar_sampler(mode
 
     def decode(processor) -> list[int]:
         out = []
+        llm.reset()  # both from a whole prefill: a cached prompt shifts logits a little
         generator = llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True,
                                  grammar=None if processor else grammar,
                                  logits_processor=[processor] if processor else None)
@@ -262,3 +264,27 @@ def test_greedy_grammar_picks_the_same_tokens_as_llama_cpps_grammar_sampler(mode
     text = llm.detokenize(ours).decode()
     if len(ours) < 120:  # finished: the JSON is whole and valid
         jsonschema.validate(json.loads(text), schema)
+
+
+@pytest.mark.model
+def test_json_grammar_keeps_raw_control_characters_out_of_strings(model_path):
+    """JSON forbids a raw newline inside a string; llama-cpp-python's converter allowed it and
+    the judge's answer then failed to parse (seen in `polaris eval judge`, debate-041)."""
+    from serving.constrained import GreedyGrammar
+    from serving.embedded import EmbeddedBackend, _llama_cpp, json_grammar
+
+    llm = EmbeddedBackend(model_path, n_ctx=512).load().llm
+    grammar = json_grammar({"type": "object", "properties": {"r": {"type": "string"}},
+                            "required": ["r"]})
+    check = GreedyGrammar(_llama_cpp(), llm, grammar)
+    opened = llm.tokenize('{"r": "가'.encode(), add_bos=False)
+    check._accept_new([0])  # a one-token prompt, then the answer so far
+    check._accept_new([0, *opened])
+    newline, tab = (llm.tokenize(c.encode(), add_bos=False)[0] for c in ("\n", "\t"))
+    letter, quote = (llm.tokenize(c.encode(), add_bos=False)[0] for c in ("나", '"'))
+    ids = np.array(sorted({newline, tab, letter, quote}), dtype=np.intc)
+    allowed = dict(zip(ids.tolist(), np.isfinite(check._filter(ids, np.zeros(llm.n_vocab(),
+                                                                            np.float32)))))
+    check.close()
+    assert not allowed[newline] and not allowed[tab]
+    assert allowed[letter] and allowed[quote]
