@@ -264,14 +264,22 @@ def test_a_long_session_draws_the_latest_messages_and_more_on_request(scripted, 
 
     at = new_app_with_session("긴 대화")
     chat = only_session(store)
-    for i in range(RECENT + 30):
+    hidden = RECENT + RECENT // 2  # more than one page hidden: two clicks show them all
+    for i in range(RECENT + hidden):
         store.add_message(chat.id, "user", f"메시지-{i:03d}")
     run(at)
     shown = page_text(at)
-    last = RECENT + 29
-    assert f"메시지-{last:03d}" in shown and "메시지-030" in shown and "메시지-029" not in shown
+    last = RECENT + hidden - 1
+    assert f"메시지-{last:03d}" in shown and f"메시지-{hidden:03d}" in shown
+    assert f"메시지-{hidden - 1:03d}" not in shown
     more = at.button(key=f"more_{chat.id}")
-    assert more.label == "이전 메시지 30개 더 보기 (숨김 30개)"
+    assert more.label == f"이전 메시지 {RECENT}개 더 보기 (숨김 {hidden}개)"
+    more.click()
+    run(at)
+    assert f"메시지-{hidden - RECENT:03d}" in page_text(at)
+    assert f"메시지-{hidden - RECENT - 1:03d}" not in page_text(at)
+    more = at.button(key=f"more_{chat.id}")
+    assert more.label == f"이전 메시지 {hidden - RECENT}개 더 보기 (숨김 {hidden - RECENT}개)"
     more.click()
     run(at)
     assert "메시지-000" in page_text(at)

@@ -58,7 +58,7 @@ def render_new_session(engine: ChatEngine) -> None:
     st.rerun()
 
 
-RECENT = 30  # messages drawn at first (about two screens): each costs the browser ~6 ms
+RECENT = 20  # messages drawn at first (a couple of screens): each costs the browser ~8 ms
 
 
 def _visible(store, session_id: int, total: int) -> list:
@@ -192,19 +192,21 @@ def _show(message: ChatMessage, personas: dict) -> None:
         return
     persona = personas.get(message.persona or "")
     with st.chat_message("assistant", avatar=context.avatar(message.persona)):
-        name = f"**{persona.name if persona else message.persona}**"
-        # one element for name and reply: the browser's cost grows with the element count
-        st.markdown(f"{name}\n\n{message.content}" if message.content else name)
+        # name, reply and stats in one element: the browser's cost grows with the element count
+        parts = [f"**{persona.name if persona else message.persona}**"]
+        if message.content:
+            parts.append(message.content)
+        if message.tokens:
+            ttft = f"{message.ttft_s:.2f}s" if message.ttft_s else "-"
+            rate = f"{message.tok_per_s:.1f} tok/s" if message.tok_per_s else "-"
+            parts.append(f":small[:gray[{message.tokens} tokens · 첫 토큰 {ttft} · {rate}]]")
+        st.markdown("\n\n".join(parts))
         if message.status == "error":
             st.error(f"답변을 받지 못했습니다: {message.error}")
         elif message.status == "interrupted" and message.error:
             st.error(f"중단된 답변 — 답변이 중간에 끊겼습니다: {message.error}", icon="⚠️")
         elif message.status == "interrupted":
             st.caption("⚠️ 중단된 답변 (중지됨)")
-        if message.tokens:
-            ttft = f"{message.ttft_s:.2f}s" if message.ttft_s else "-"
-            rate = f"{message.tok_per_s:.1f} tok/s" if message.tok_per_s else "-"
-            st.caption(f"{message.tokens} tokens · 첫 토큰 {ttft} · {rate}")
 
 
 def _goal_card(engine: ChatEngine, goal_id: int | None, session_id: int) -> None:
