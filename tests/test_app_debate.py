@@ -6,6 +6,7 @@ import json
 import pyarrow as pa
 import pytest
 
+from chatbot.app.meter import OFF_NOTE
 from chatbot.app.review_view import shown
 from chatbot.debate import CONCEDE_AT
 from chatbot.store import Store
@@ -92,9 +93,25 @@ def test_judge_can_be_switched_off(scripted, store):
     at = panel_app(("team-lead",))
     at.toggle(key="judge_on").set_value(False)
     run(at)
+    assert OFF_NOTE in captions(at)
     send(at, "빠르게 대화만 할게요")
     assert scripted.judge_requests == []
     assert assistant_personas(store, store.list_sessions()[0].id) == ["team-lead"]
+    assert OFF_NOTE in captions(at) and "**📊 팀장님** · 0점" in page_text(at)
+
+
+def test_switching_the_judge_off_says_the_scores_stop_moving(scripted, store):
+    scripted.replies = ["팀장 답", "팀장 답 2"]
+    at = panel_app(("team-lead",))
+    assert OFF_NOTE not in captions(at)  # on: the judge is the scripted backend, not the 270M
+    scripted.judgements = [judgement(team_lead=(20, {"o1": "addressed"}))]
+    send(at, "유료 고객이 12명 있습니다")
+    at.toggle(key="judge_on").set_value(False)
+    run(at)
+    send(at, "이제 판정 없이")
+    assert any(c.startswith("심판 판정이 꺼져 있어 점수가 더 이상") for c in captions(at))
+    assert "**📊 팀장님** · 20점" in page_text(at)
+    assert len(scripted.judge_requests) == 1
 
 
 def test_per_critic_tone_is_saved_and_used(scripted, store):

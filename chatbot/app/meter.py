@@ -13,6 +13,9 @@ from serving.judge import INITIAL_SCORE
 
 STATE_ICONS = {"open": "🔴", "addressed": "🟡", "conceded": "🟢"}
 STATE_LABELS = {"open": "미해결", "addressed": "답함", "conceded": "인정받음"}
+OFF_NOTE = ("심판 판정이 꺼져 있습니다: 점수와 반론 기록 없이 대화만 합니다. 기본 내장 모델(270M)은 "
+            "판정을 하지 못해 꺼 두었습니다. ⚙️ 패널 설정에서 켜거나, POLARIS_JUDGE_BACKEND와 "
+            "POLARIS_JUDGE_MODEL로 더 큰 심판 모델을 지정하세요.")
 
 
 def render(engine: ChatEngine, chat: ChatSession) -> None:
@@ -20,7 +23,10 @@ def render(engine: ChatEngine, chat: ChatSession) -> None:
     rows = engine.store.judgements(chat.id)
     personas = engine.personas
     st.subheader("🎯 설득 미터")
-    if not rows:
+    if not st.session_state.get("judge_on", engine.settings.judge_default()):
+        st.caption(OFF_NOTE if not rows else "심판 판정이 꺼져 있어 점수가 더 이상 바뀌지 "
+                   "않습니다. ⚙️ 패널 설정에서 켤 수 있습니다.")
+    elif not rows:
         st.caption("메시지를 보내면 심판이 비평가마다 설득 점수(0–100)와 반론의 상태를 "
                    "매깁니다. 비평가는 점수를 보지 못합니다.")
     ledger = debate.ledger_from(rows, chat.personas, personas)
