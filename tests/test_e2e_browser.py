@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -76,29 +78,38 @@ def server(tmp_path_factory, make_httpserver, model_path):
                POLARIS_JUDGE_BACKEND="openai", POLARIS_JUDGE_MODEL="judge",
                POLARIS_OPENAI_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",
                POLARIS_OLLAMA_HOST=make_httpserver.url_for("/").rstrip("/"))
+    with polaris_server(folder, env) as url:
+        yield Server(url, database_url, env)
+
+
+@contextmanager
+def polaris_server(folder: Path, env: dict[str, str]) -> Iterator[str]:
+    """`polaris run` on a free port in `folder` with `env`, until it is healthy; its URL."""
     port = _free_port()
     log = (folder / "server.log").open("w")
     process = subprocess.Popen([str(POLARIS), "run", "--port", str(port)], env=env, cwd=folder,
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"`polaris run` did not come up: {(folder / 'server.log').read_text()}")
-        time.sleep(0.2)
-    yield Server(url, database_url, env)
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`polaris run` did not come up: "
+                            f"{(folder / 'server.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,9 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from werkzeug import Request, Response
 
@@ -194,29 +192,8 @@ def debate_server(tmp_path_factory, make_httpserver):
                POLARIS_MAX_TOKENS=str(MAX_TOKENS), POLARIS_N_CTX=str(N_CTX),
                POLARIS_JUDGE="true", POLARIS_JUDGE_BACKEND="ollama",
                POLARIS_JUDGE_MODEL=JUDGE_MODEL)
-    port = e2e._free_port()
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen([str(e2e.POLARIS), "run", "--port", str(port)], env=env,
-                               cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"`polaris run` did not come up: {(folder / 'server.log').read_text()}")
-        time.sleep(0.2)
-    yield e2e.Server(url, database_url, env)
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with e2e.polaris_server(folder, env) as url:
+        yield e2e.Server(url, database_url, env)
 
 
 def _serve(httpserver) -> StandIn:
