@@ -440,3 +440,19 @@ def test_export_downloads_hold_the_whole_session(scripted, store):
 
     engine.send(chat.id, "고객이 세 명 있어요")  # made on the click: what is stored then
     assert "고객이 세 명 있어요" in markdown.data()
+
+
+def test_a_reply_shows_its_stats_even_when_cut_off_inside_a_code_block(scripted, store):
+    at = new_app_with_session("코드")
+    chat = only_session(store)
+    store.add_message(chat.id, "user", "예시 코드를 보여 주세요")
+    for text in ("여기 있습니다:\n```python\nprint('runway')", "끝난 코드:\n```\nx = 1\n```"):
+        store.add_message(chat.id, "assistant", text, persona="team-lead", tokens=12,
+                          ttft_s=0.25, tok_per_s=40.0)
+    run(at)
+    replies = [m.value for m in at.markdown if m.value.startswith("**팀장님**\n\n")]
+    assert len(replies) == 2
+    for reply in replies:  # the stats line sits after a closed fence, outside any code block
+        body, stats = reply.rsplit("\n\n", 1)
+        assert stats == ":small[:gray[12 tokens · 첫 토큰 0.25s · 40.0 tok/s]]"
+        assert body.count("```") % 2 == 0

@@ -195,7 +195,9 @@ def _show(message: ChatMessage, personas: dict) -> None:
         # name, reply and stats in one element: the browser's cost grows with the element count
         parts = [f"**{persona.name if persona else message.persona}**"]
         if message.content:
-            parts.append(message.content)
+            # an unclosed code fence (a reply cut off mid-code) would swallow the stats line
+            fence = "\n```" if message.content.count("```") % 2 else ""
+            parts.append(message.content + fence)
         if message.tokens:
             ttft = f"{message.ttft_s:.2f}s" if message.ttft_s else "-"
             rate = f"{message.tok_per_s:.1f} tok/s" if message.tok_per_s else "-"
