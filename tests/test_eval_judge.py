@@ -12,6 +12,7 @@ from training.judge_eval import (
     debate_request,
     evaluate_judge,
     load_debates,
+    model_label,
     report_markdown,
 )
 
@@ -120,3 +121,13 @@ def test_real_model_judge_over_two_debates(model_path, capsys, tmp_path):
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics["debates"] == 2 and metrics["failed"] == 0  # grammar: always parses
+
+
+def test_the_report_names_the_adapter_the_judge_ran_with(model_path, tmp_path):
+    from serving.embedded import EmbeddedBackend
+
+    adapter = tmp_path / "critics-lora.gguf"
+    assert model_label(EmbeddedBackend(model_path)) == model_path.name
+    assert (model_label(EmbeddedBackend(model_path, lora_path=adapter))
+            == f"{model_path.name} + critics-lora.gguf")
+    assert model_label(ScriptedBackend()) == ScriptedBackend().model

@@ -104,8 +104,14 @@ def evaluate_judge(backend: ChatBackend, debates: list[Debate], personas: dict[s
                 [o.state for o in got.objections] if got else None, error))
         if progress:
             progress(f"{debate.id}: {'failed' if error else 'ok'}")
-    return summarise(backend.kind, backend.model, len(debates), results, attempts,
+    return summarise(backend.kind, model_label(backend), len(debates), results, attempts,
                      time.perf_counter() - started)
+
+
+def model_label(backend: ChatBackend) -> str:
+    """The model as the report names it: with its LoRA adapter, which changes the judge."""
+    lora = getattr(backend, "lora_path", None)
+    return f"{backend.model} + {lora.name}" if lora else backend.model
 
 
 def summarise(kind: str, model: str, debates: int, results: list[CriticResult],
