@@ -9,12 +9,11 @@ exported with the answers as | model | strategy | question | answer | notes |.
 import csv
 import io
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.engine import ChatEngine, clean_user_text
+from chatbot.engine import ChatEngine, SavedStream, clean_user_text
 from chatbot.models import Comparison, ComparisonAnswer
 from chatbot.store import Store
 from serving.backend import ChatBackend, available_backends, create_backend
@@ -23,11 +22,10 @@ from serving.persona import Persona
 from serving.prompting import build_messages
 from serving.retrieval import retrieve_examples
 from serving.settings import STRATEGIES, Settings
-from serving.types import GenerationOptions, Message, Stats
+from serving.types import GenerationOptions, Message
 
 COLUMNS = ("model", "strategy", "question", "answer", "notes")
 FORMATS = ("md", "csv")
-FLUSH_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -110,34 +108,27 @@ class AnswerStream:
                                                    error=str(self.error), answer="")
             return
         self.store.update_answer(self.answer.id, status="interrupted", answer="", error=None)
-        parts: list[str] = []
-        stats: Stats | None = None
-        flushed_at = time.monotonic()
+        stream = SavedStream(self.backend.stream(self.messages, self.options, self.cancel),
+                             lambda text: self.store.update_answer(self.answer.id, answer=text))
         finished = False
         try:
-            for chunk in self.backend.stream(self.messages, self.options, self.cancel):
-                if chunk.done:
-                    stats = chunk.stats
-                    continue
-                parts.append(chunk.text)
-                yield chunk.text
-                if time.monotonic() - flushed_at >= FLUSH_EVERY_S:
-                    self.store.update_answer(self.answer.id, answer="".join(parts))
-                    flushed_at = time.monotonic()
+            yield from stream
             finished = True
         except Exception as exc:  # noqa: BLE001 - recorded in the row and on the stream
             self.error = exc
             self.result = self.store.update_answer(
-                self.answer.id, answer="".join(parts),
-                status="interrupted" if parts else "error", error=str(exc) or type(exc).__name__)
+                self.answer.id, answer=stream.text,
+                status="interrupted" if stream.parts else "error",
+                error=str(exc) or type(exc).__name__)
             return
         finally:
             if not finished and self.result is None:  # closed early: stop, rerun, Ctrl-C
                 self.result = self.store.update_answer(
-                    self.answer.id, answer="".join(parts), status="interrupted")
+                    self.answer.id, answer=stream.text, status="interrupted")
+        stats = stream.stats
         cancelled = stats is not None and stats.stop_reason == "cancelled"
         self.result = self.store.update_answer(
-            self.answer.id, answer="".join(parts),
+            self.answer.id, answer=stream.text,
             status="interrupted" if cancelled else "complete",
             tokens=stats.completion_tokens if stats else None,
             ttft_s=stats.ttft_s if stats else None,

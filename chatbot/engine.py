@@ -21,6 +21,32 @@ from serving.types import GenerationOptions, Message, Stats
 
 MAX_USER_CHARS = 20_000
 FLUSH_EVERY_S = 0.5  # how often a streaming reply's partial text is written to the DB
+
+
+class SavedStream:
+    """A backend's chunks as text, handing the text so far to `save` every FLUSH_EVERY_S so a
+    crash leaves the partial reply in the DB. `text` and `stats` hold what has arrived."""
+
+    def __init__(self, chunks: Iterator, save: Callable[[str], object]):
+        self._chunks, self._save = chunks, save
+        self.parts: list[str] = []
+        self.stats: Stats | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def __iter__(self) -> Iterator[str]:
+        flushed_at = time.monotonic()
+        for chunk in self._chunks:
+            if chunk.done:
+                self.stats = chunk.stats
+                continue
+            self.parts.append(chunk.text)
+            yield chunk.text
+            if time.monotonic() - flushed_at >= FLUSH_EVERY_S:
+                self._save(self.text)
+                flushed_at = time.monotonic()
 DEFAULT_TITLE = "새 대화"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -67,38 +93,30 @@ class ReplyStream:
             self.chat.id, "assistant", "", persona=self.persona.id, status="interrupted",
             backend=self.backend.kind, model=self.backend.model, strategy=self.strategy,
         )
-        parts: list[str] = []
-        stats: Stats | None = None
-        flushed_at = time.monotonic()
+        stream = SavedStream(self.backend.stream(self.messages, self.options, self.cancel),
+                             lambda text: store.update_message(row.id, content=text))
         finished = False
         try:
-            for chunk in self.backend.stream(self.messages, self.options, self.cancel):
-                if chunk.done:
-                    stats = chunk.stats
-                    continue
-                parts.append(chunk.text)
-                yield chunk.text
-                if time.monotonic() - flushed_at >= FLUSH_EVERY_S:
-                    store.update_message(row.id, content="".join(parts))
-                    flushed_at = time.monotonic()
+            yield from stream
             finished = True
         except Exception as exc:
             message = store.update_message(
-                row.id, content="".join(parts), status="interrupted" if parts else "error",
+                row.id, content=stream.text, status="interrupted" if stream.parts else "error",
                 error=str(exc) or type(exc).__name__, stop_reason="error",
             )
-            self.outcome = ReplyOutcome(message, stats, exc)
+            self.outcome = ReplyOutcome(message, stream.stats, exc)
             raise
         finally:
             if not finished and self.outcome is None:
                 # closed early: the UI's stop button, a rerun, Ctrl-C
                 message = store.update_message(
-                    row.id, content="".join(parts), status="interrupted", stop_reason="cancelled"
+                    row.id, content=stream.text, status="interrupted", stop_reason="cancelled"
                 )
-                self.outcome = ReplyOutcome(message, stats)
+                self.outcome = ReplyOutcome(message, stream.stats)
+        stats = stream.stats
         status = "interrupted" if stats and stats.stop_reason == "cancelled" else "complete"
         message = store.update_message(
-            row.id, content="".join(parts), status=status,
+            row.id, content=stream.text, status=status,
             tokens=stats.completion_tokens if stats else None,
             prompt_tokens=stats.prompt_tokens if stats else None,
             ttft_s=stats.ttft_s if stats else None,
