@@ -13,13 +13,10 @@ Usage: .venv/bin/python bench/bench_ui.py [--messages 500] [--runs 5]
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,7 +26,7 @@ from bench_store import fill
 
 from chatbot.app.chat_view import RECENT
 from chatbot.store import Store
-from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, POLARIS, _free_port
+from tests.test_e2e_browser import CHROMIUM, CHROMIUM_ARGS, polaris_server, streamlit_server
 
 HELLO = "import streamlit as st\n\nst.write('북극성')\n"
 
@@ -52,23 +49,15 @@ def run(messages: int = 500, runs: int = 5) -> dict[str, float]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLARIS_")}
         env.update(POLARIS_DATABASE_URL=url_db, POLARIS_DATA_DIR=f"{folder}/data",
                    POLARIS_MODELS_DIR=str(ROOT / "models"))
-        polaris, floor = _free_port(), _free_port()
-        servers = [
-            subprocess.Popen([str(POLARIS), "run", "--port", str(polaris)], env=env, cwd=folder,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-            subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(hello),
-                              "--server.port", str(floor), "--server.headless", "true",
-                              "--browser.gatherUsageStats", "false"], env=env, cwd=folder,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        ]
-        try:
-            for port in (polaris, floor):
-                _wait_healthy(f"http://127.0.0.1:{port}")
+        floor_app = [sys.executable, "-m", "streamlit", "run", str(hello), "--server.headless",
+                     "true", "--browser.gatherUsageStats", "false", "--server.port"]
+        with polaris_server(Path(folder), env) as polaris, \
+                streamlit_server(lambda port: [*floor_app, str(port)], Path(folder), env,
+                                 "floor.log") as floor:
             cases = {
-                "hello": (f"http://127.0.0.1:{floor}", 0),
-                "empty": (f"http://127.0.0.1:{polaris}/?session={sessions[0]}", 0),
-                "full": (f"http://127.0.0.1:{polaris}/?session={sessions[messages]}",
-                         min(messages, RECENT)),
+                "hello": (floor, 0),
+                "empty": (f"{polaris}/?session={sessions[0]}", 0),
+                "full": (f"{polaris}/?session={sessions[messages]}", min(messages, RECENT)),
             }
             timings: dict[str, list[float]] = {name: [] for name in cases}
             with sync_playwright() as p:
@@ -79,26 +68,11 @@ def run(messages: int = 500, runs: int = 5) -> dict[str, float]:
                     for name, (url, drawn) in cases.items():
                         timings[name].append(_open(browser, url, drawn))
                 browser.close()
-        finally:
-            for server in servers:
-                server.terminate()
-                server.wait(timeout=30)
     median = {name: statistics.median(values) for name, values in timings.items()}
     return {"render s (median)": median["full"], "render s (max)": max(timings["full"]),
             "empty session s (median)": median["empty"],
             "streamlit floor s (median)": median["hello"],
             "over floor s": median["full"] - median["hello"]}
-
-
-def _wait_healthy(base: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/_stcore/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{base} did not come up")
 
 
 def _open(browser, url: str, drawn: int) -> float:

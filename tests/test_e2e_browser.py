@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,13 +82,21 @@ def server(tmp_path_factory, make_httpserver, model_path):
         yield Server(url, database_url, env)
 
 
-@contextmanager
-def polaris_server(folder: Path, env: dict[str, str]) -> Iterator[str]:
+def polaris_server(folder: Path, env: dict[str, str]):
     """`polaris run` on a free port in `folder` with `env`, until it is healthy; its URL."""
+    return streamlit_server(lambda port: [str(POLARIS), "run", "--port", str(port)], folder,
+                            env, "server.log")
+
+
+@contextmanager
+def streamlit_server(command: Callable[[int], list[str]], folder: Path, env: dict[str, str],
+                     log_name: str) -> Iterator[str]:
+    """A Streamlit server started by `command(port)` on a free port, until `/_stcore/health`
+    answers; its URL. Output goes to folder/log_name."""
     port = _free_port()
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen([str(POLARIS), "run", "--port", str(port)], env=env, cwd=folder,
-                               stdout=log, stderr=subprocess.STDOUT)
+    log = (folder / log_name).open("w")
+    process = subprocess.Popen(command(port), env=env, cwd=folder, stdout=log,
+                               stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
@@ -99,8 +107,9 @@ def polaris_server(folder: Path, env: dict[str, str]) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`polaris run` did not come up: "
-                            f"{(folder / 'server.log').read_text()}")
+                # an Exception, not pytest.fail: bench/bench_ui.py starts servers with this too
+                raise RuntimeError(f"`{' '.join(command(port))}` did not come up: "
+                                   f"{(folder / log_name).read_text()}")
             time.sleep(0.2)
         yield url
     finally:
