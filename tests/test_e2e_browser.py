@@ -24,6 +24,7 @@ import pytest
 from werkzeug import Request, Response
 
 from chatbot.store import Store
+from tests.ollama_wire import chat_line
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
 
@@ -323,12 +324,8 @@ def test_create_chat_reload_rename_export_delete(server, page):
 # -- streaming faults and untrusted output -------------------------------------------------------
 
 def _ollama_line(text: str, done: bool = False) -> bytes:
-    body = {"model": OLLAMA_MODEL, "created_at": "2026-11-22T10:00:00Z",
-            "message": {"role": "assistant", "content": text}, "done": done}
-    if done:
-        body |= {"done_reason": "stop", "eval_count": 20, "eval_duration": 400_000_000,
-                 "prompt_eval_count": 30, "total_duration": 900_000_000}
-    return (json.dumps(body, ensure_ascii=False) + "\n").encode()
+    return chat_line(OLLAMA_MODEL, text, done=done, eval_count=20, eval_duration=400_000_000,
+                     prompt_eval_count=30, total_duration=900_000_000)
 
 
 def ollama_reply(httpserver, pieces: list[str], *, every_s: float = 0.0,

@@ -34,6 +34,7 @@ from serving.judge import (
 from serving.persona import load_personas
 from serving.prompting import GoalCard
 from tests import test_e2e_browser as e2e
+from tests.ollama_wire import chat_line
 
 pytestmark = pytest.mark.browser  # no `model` mark: nothing here runs the Gemma GGUF
 
@@ -71,14 +72,11 @@ LEAD_CONCEDES = ("좋습니다. 현금 18개월, 유료 고객 3명, 손익분�
 def _lines(model: str, text: str) -> bytes:
     """An Ollama /api/chat NDJSON stream carrying `text` in two pieces."""
     cut = len(text) // 2
-    lines = [{"model": model, "created_at": "2026-11-22T10:00:00Z",
-              "message": {"role": "assistant", "content": piece}, "done": False}
-             for piece in (text[:cut], text[cut:])]
-    lines.append({"model": model, "created_at": "2026-11-22T10:00:01Z",
-                  "message": {"role": "assistant", "content": ""}, "done": True,
-                  "done_reason": "stop", "eval_count": 24, "eval_duration": 300_000_000,
-                  "prompt_eval_count": 400, "total_duration": 500_000_000})
-    return "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    return b"".join([
+        chat_line(model, text[:cut]), chat_line(model, text[cut:]),
+        chat_line(model, done=True, created_at="2026-11-22T10:00:01Z", eval_count=24,
+                  eval_duration=300_000_000, prompt_eval_count=400, total_duration=500_000_000),
+    ])
 
 
 def _same(body: dict, expected: dict) -> None:

@@ -4,7 +4,6 @@ Whatever breaks, the user's message and the reply generated so far stay in the d
 marked, and the conversation can go on (regenerate); storage failures say what to do.
 """
 
-import json
 import os
 import pwd
 import shutil
@@ -27,6 +26,7 @@ from chatbot.store import Store, StoreError
 from serving.errors import BackendError
 from serving.settings import Settings
 from tests.cli import polaris
+from tests.ollama_wire import chat_line
 
 ROOT = Path(__file__).resolve().parents[1]
 POLARIS = Path(sys.executable).parent / "polaris"
@@ -97,12 +97,8 @@ def _store_if_ready(url: str) -> Store | None:
 # -- the Ollama server drops the connection mid-reply --------------------------------------------
 
 def _line(text: str, done: bool = False) -> bytes:
-    body = {"model": OLLAMA_MODEL, "created_at": "2026-11-22T10:00:00Z",
-            "message": {"role": "assistant", "content": text}, "done": done}
-    if done:
-        body |= {"done_reason": "stop", "eval_count": 3, "eval_duration": 250_000_000,
-                 "prompt_eval_count": 20, "total_duration": 400_000_000}
-    return (json.dumps(body, ensure_ascii=False) + "\n").encode()
+    return chat_line(OLLAMA_MODEL, text, done=done, eval_count=3, eval_duration=250_000_000,
+                     prompt_eval_count=20, total_duration=400_000_000)
 
 
 def _dropping_handler(_request):
