@@ -116,7 +116,7 @@ def render_session(engine: ChatEngine, session_id: int) -> None:
             return
         with chat_column:
             _show(user, personas)
-        if state.get("judge_on", engine.settings.judge_default()):
+        if panel.judge_on(engine):
             _judge(engine, session_id, meter_slot)
         turn = engine.store.count_messages(session_id, role="user")
         with chat_column:

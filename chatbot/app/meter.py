@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from chatbot import debate
-from chatbot.app import context
+from chatbot.app import context, panel
 from chatbot.engine import ChatEngine
 from chatbot.models import ChatSession
 from serving.judge import INITIAL_SCORE
@@ -23,7 +23,7 @@ def render(engine: ChatEngine, chat: ChatSession) -> None:
     rows = engine.store.judgements(chat.id)
     personas = engine.personas
     st.subheader("🎯 설득 미터")
-    if not st.session_state.get("judge_on", engine.settings.judge_default()):
+    if not panel.judge_on(engine):
         st.caption(OFF_NOTE if not rows else "심판 판정이 꺼져 있어 점수가 더 이상 바뀌지 "
                    "않습니다. ⚙️ 패널 설정에서 켤 수 있습니다.")
     elif not rows:

@@ -8,6 +8,11 @@ from chatbot.models import ChatSession
 from serving.settings import STRATEGIES
 
 
+def judge_on(engine: ChatEngine) -> bool:
+    """The 심판 판정 toggle: the user's choice once made, else the settings' default."""
+    return st.session_state.get("judge_on", engine.settings.judge_default())
+
+
 def render(engine: ChatEngine, chat: ChatSession) -> ChatSession:
     """Draw the settings; changes are saved at once. Returns the session as saved."""
     with st.expander("⚙️ 패널 설정"):
